@@ -1,0 +1,106 @@
+"""The SRGAN networks of Ledig et al. (CVPR 2017), Figure 4, as Keras 3 functional models.
+
+Ranges (paper, Sec. 3.2): the generator takes low-resolution images in [0, 1] and returns high-resolution
+images in [-1, 1] (tanh); the discriminator takes high-resolution images in [-1, 1] and returns one logit
+per image (the sigmoid lives in the loss, which is numerically safer).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+SUPPORTED_SCALES = (2, 4, 8)
+
+
+@keras.saving.register_keras_serializable(package="srgan_tf")
+class PixelShuffle(layers.Layer):
+    """Sub-pixel convolution rearrangement (Shi et al., 2016): [N, H, W, C*r*r] -> [N, H*r, W*r, C].
+
+    Lowers to a single depth-to-space op, which TF Serving and TFLite run natively.
+    """
+
+    def __init__(self, factor: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        if factor < 1:
+            raise ValueError(f"PixelShuffle factor must be >= 1, got {factor}")
+        self.factor = int(factor)
+
+    def call(self, inputs):
+        return keras.ops.depth_to_space(inputs, self.factor, data_format="channels_last")
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        r = self.factor
+        return (n, None if h is None else h * r, None if w is None else w * r, None if c is None else c // (r * r))
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
+def _prelu(name: str) -> layers.PReLU:
+    # One alpha per channel, shared over space (paper: "PReLU"); 0.25 is He et al.'s (2015) initial value.
+    return layers.PReLU(
+        alpha_initializer=keras.initializers.Constant(0.25), shared_axes=[1, 2], name=name
+    )
+
+
+def build_generator(num_blocks: int = 16, filters: int = 64, scale: int = 4, name: str = "srresnet") -> keras.Model:
+    """The SRResNet generator G (paper Fig. 4, top).
+
+    Returns an uncompiled functional model mapping float32 [N, h, w, 3] in [0, 1] to float32
+    [N, scale*h, scale*w, 3] in [-1, 1], for any h and w. With the defaults it has 1,554,883 parameters
+    (BatchNormalization moving statistics included). `scale` must be 2, 4 or 8 (one x2 sub-pixel stage each).
+    """
+    if scale not in SUPPORTED_SCALES:
+        raise ValueError(f"scale must be one of {SUPPORTED_SCALES}, got {scale}")
+    if num_blocks < 1 or filters < 1:
+        raise ValueError(f"num_blocks and filters must be positive, got {num_blocks} and {filters}")
+
+    lr = keras.Input(shape=(None, None, 3), name="lr")
+    x = layers.Conv2D(filters, 9, padding="same", name="conv_in")(lr)
+    x = skip = _prelu("prelu_in")(x)
+
+    for b in range(1, num_blocks + 1):
+        y = layers.Conv2D(filters, 3, padding="same", name=f"res{b}_conv1")(x)
+        y = layers.BatchNormalization(name=f"res{b}_bn1")(y)
+        y = _prelu(f"res{b}_prelu")(y)
+        y = layers.Conv2D(filters, 3, padding="same", name=f"res{b}_conv2")(y)
+        y = layers.BatchNormalization(name=f"res{b}_bn2")(y)
+        x = layers.Add(name=f"res{b}_add")([x, y])
+
+    x = layers.Conv2D(filters, 3, padding="same", name="conv_mid")(x)
+    x = layers.BatchNormalization(name="bn_mid")(x)
+    x = layers.Add(name="skip_add")([skip, x])
+
+    for u in range(1, scale.bit_length()):
+        x = layers.Conv2D(filters * 4, 3, padding="same", name=f"up{u}_conv")(x)
+        x = PixelShuffle(2, name=f"up{u}_shuffle")(x)
+        x = _prelu(f"up{u}_prelu")(x)
+
+    sr = layers.Conv2D(3, 9, padding="same", activation="tanh", name="conv_out")(x)
+    return keras.Model(lr, sr, name=name)
+
+
+def build_discriminator(hr_size: int = 96, name: str = "discriminator") -> keras.Model:
+    """The SRGAN discriminator D (paper Fig. 4, bottom).
+
+    Returns an uncompiled functional model mapping float32 [N, hr_size, hr_size, 3] in [-1, 1] to
+    [N, 1] logits (not probabilities). Eight 3x3 convolutions 64-64-128-128-256-256-512-512 with strides
+    1,2,1,2,..., BatchNormalization after all but the first, LeakyReLU(0.2), then Dense(1024), LeakyReLU(0.2),
+    Dense(1). `hr_size` must be a positive multiple of 16 (four stride-2 stages).
+    """
+    if hr_size < 16 or hr_size % 16:
+        raise ValueError(f"hr_size must be a positive multiple of 16, got {hr_size}")
+    hr = keras.Input(shape=(hr_size, hr_size, 3), name="hr")
+    x = hr
+    for i, width in enumerate((64, 64, 128, 128, 256, 256, 512, 512), start=1):
+        x = layers.Conv2D(width, 3, strides=1 + (i + 1) % 2, padding="same", name=f"conv{i}")(x)
+        if i > 1:
+            x = layers.BatchNormalization(name=f"bn{i}")(x)
+        x = layers.LeakyReLU(negative_slope=0.2, name=f"lrelu{i}")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(1024, name="dense1")(x)
+    x = layers.LeakyReLU(negative_slope=0.2, name="lrelu_dense")(x)
+    logits = layers.Dense(1, name="logits")(x)
+    return keras.Model(hr, logits, name=name)

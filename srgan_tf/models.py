@@ -45,12 +45,15 @@ def _prelu(name: str) -> layers.PReLU:
     )
 
 
-def build_generator(num_blocks: int = 16, filters: int = 64, scale: int = 4, name: str = "srresnet") -> keras.Model:
+def build_generator(num_blocks: int = 16, filters: int = 64, scale: int = 4, bn_momentum: float = 0.9,
+                    name: str = "srresnet") -> keras.Model:
     """The SRResNet generator G (paper Fig. 4, top).
 
     Returns an uncompiled functional model mapping float32 [N, h, w, 3] in [0, 1] to float32
     [N, scale*h, scale*w, 3] in [-1, 1], for any h and w. With the defaults it has 1,554,883 parameters
     (BatchNormalization moving statistics included). `scale` must be 2, 4 or 8 (one x2 sub-pixel stage each).
+    The paper does not give BatchNormalization's momentum; 0.9 (PyTorch's default) keeps the inference-mode
+    statistics current in short runs, where Keras' 0.99 lags far behind the weights.
     """
     if scale not in SUPPORTED_SCALES:
         raise ValueError(f"scale must be one of {SUPPORTED_SCALES}, got {scale}")
@@ -63,14 +66,14 @@ def build_generator(num_blocks: int = 16, filters: int = 64, scale: int = 4, nam
 
     for b in range(1, num_blocks + 1):
         y = layers.Conv2D(filters, 3, padding="same", name=f"res{b}_conv1")(x)
-        y = layers.BatchNormalization(name=f"res{b}_bn1")(y)
+        y = layers.BatchNormalization(momentum=bn_momentum, name=f"res{b}_bn1")(y)
         y = _prelu(f"res{b}_prelu")(y)
         y = layers.Conv2D(filters, 3, padding="same", name=f"res{b}_conv2")(y)
-        y = layers.BatchNormalization(name=f"res{b}_bn2")(y)
+        y = layers.BatchNormalization(momentum=bn_momentum, name=f"res{b}_bn2")(y)
         x = layers.Add(name=f"res{b}_add")([x, y])
 
     x = layers.Conv2D(filters, 3, padding="same", name="conv_mid")(x)
-    x = layers.BatchNormalization(name="bn_mid")(x)
+    x = layers.BatchNormalization(momentum=bn_momentum, name="bn_mid")(x)
     x = layers.Add(name="skip_add")([skip, x])
 
     for u in range(1, scale.bit_length()):
@@ -82,7 +85,7 @@ def build_generator(num_blocks: int = 16, filters: int = 64, scale: int = 4, nam
     return keras.Model(lr, sr, name=name)
 
 
-def build_discriminator(hr_size: int = 96, name: str = "discriminator") -> keras.Model:
+def build_discriminator(hr_size: int = 96, bn_momentum: float = 0.9, name: str = "discriminator") -> keras.Model:
     """The SRGAN discriminator D (paper Fig. 4, bottom).
 
     Returns an uncompiled functional model mapping float32 [N, hr_size, hr_size, 3] in [-1, 1] to
@@ -97,7 +100,7 @@ def build_discriminator(hr_size: int = 96, name: str = "discriminator") -> keras
     for i, width in enumerate((64, 64, 128, 128, 256, 256, 512, 512), start=1):
         x = layers.Conv2D(width, 3, strides=1 + (i + 1) % 2, padding="same", name=f"conv{i}")(x)
         if i > 1:
-            x = layers.BatchNormalization(name=f"bn{i}")(x)
+            x = layers.BatchNormalization(momentum=bn_momentum, name=f"bn{i}")(x)
         x = layers.LeakyReLU(negative_slope=0.2, name=f"lrelu{i}")(x)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(1024, name="dense1")(x)

@@ -1,0 +1,286 @@
+"""Scores an upscaler on a benchmark set the way the super-resolution literature does.
+
+    python -m srgan_tf.evaluate --model=bicubic --data=../shared/data/Set5 --out=reports/set5_bicubic
+    python -m srgan_tf.evaluate --model=generator.keras --data=../shared/data/Set14 --out=reports/set14
+
+A set folder holds `HR/` (ground truth) and optionally `LR_bicubic_x<scale>/` (the literature's
+MATLAB-made inputs, same file names) and `names.csv` (columns file,name). PSNR/SSIM follow
+srgan_tf.metrics (Y channel, `scale` border pixels shaved). Writes results.json, results.md and one
+side-by-side PNG per image (bicubic | model | HR) to the report folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+from absl import flags  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+
+from srgan_tf import metrics  # noqa: E402
+from srgan_tf.images import ImageError, atomic_write, find_images, load_image, save_image  # noqa: E402
+from srgan_tf.imresize import METHODS, imresize, resize  # noqa: E402
+from srgan_tf.loader import ModelLoadError, Upscaler, load_upscaler  # noqa: E402
+
+# Ledig et al., CVPR 2017, Table 2 (4x, PSNR dB / SSIM). Their SSIM implementation gives higher bicubic
+# figures than the one the rest of the literature uses, so compare SSIM with care.
+PAPER_RESULTS: dict[str, dict[str, tuple[float, float]]] = {
+    "Set5": {"bicubic": (28.43, 0.8211), "SRResNet": (32.05, 0.9019), "SRGAN": (29.40, 0.8472)},
+    "Set14": {"bicubic": (25.99, 0.7486), "SRResNet": (28.49, 0.8184), "SRGAN": (26.02, 0.7397)},
+    "BSD100": {"bicubic": (25.94, 0.6935), "SRResNet": (27.58, 0.7620), "SRGAN": (25.16, 0.6688)},
+}
+PAPER_SCALE = 4
+_SET_ALIASES = {"b100": "BSD100", "bsd100": "BSD100", "set5": "Set5", "set14": "Set14"}
+PROTOCOL = (
+    "PSNR/SSIM on the Y channel of ITU-R BT.601 (MATLAB rgb2ycbcr on doubles; grayscale images on their own "
+    "values), {scale}-pixel border removed, 0-255 range; SSIM of Wang et al. (11x11 Gaussian, sigma 1.5, "
+    "K1=0.01, K2=0.03); mean over images."
+)
+
+
+class EvaluationError(ValueError):
+    """A set folder or report folder that cannot be used; the message is one line."""
+
+
+def _names(set_dir: Path) -> dict[str, str]:
+    path = set_dir / "names.csv"
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as f:
+        return {row["file"]: row["name"] for row in csv.DictReader(f) if row.get("file") and row.get("name")}
+
+
+def _paper_rows(set_dir: Path, scale: int) -> dict[str, dict[str, float]] | None:
+    key = _SET_ALIASES.get(set_dir.name.lower())
+    if scale != PAPER_SCALE or key not in PAPER_RESULTS:
+        return None
+    return {method: {"psnr": p, "ssim": s} for method, (p, s) in PAPER_RESULTS[key].items()}
+
+
+def _low_res(hr: np.ndarray, rel: Path, lr_dir: Path | None, scale: int, degradation: str) -> np.ndarray:
+    if lr_dir is None:
+        return resize(hr, 1.0 / scale, degradation).numpy()
+    path = lr_dir / rel
+    if not path.is_file():
+        raise EvaluationError(f"{path}: missing (every HR image needs its LR file in {lr_dir})")
+    lr = load_image(path)
+    want = (hr.shape[0] // scale, hr.shape[1] // scale)
+    if lr.shape[:2] != want:
+        raise EvaluationError(f"{path}: is {lr.shape[1]}x{lr.shape[0]}, expected {want[1]}x{want[0]} "
+                              f"(HR / {scale})")
+    return lr
+
+
+def _is_grayscale_file(path: Path) -> bool:
+    """True for a one-channel file (mode L, I, ...), which the literature scores on its own values.
+
+    Decided by the file, not the pixels: Set14's "man" is gray content stored as RGB, and is scored on Y.
+    """
+    with Image.open(path) as im:
+        bands = [b for b in im.getbands() if b != "A"]
+    return len(bands) == 1 and im.mode != "P"
+
+
+def _crop_box(hr: np.ndarray) -> tuple[int, int, int]:
+    """(top, left, side) of the square with the most detail (gradient energy) in `hr`."""
+    h, w = hr.shape[:2]
+    side = max(1, min(h, w) // 4)
+    g = hr.astype(np.float64).mean(axis=-1)
+    energy = np.zeros((h + 1, w + 1))
+    energy[1:, 1:] = np.pad(np.abs(np.diff(g, axis=0))[:, :-1] + np.abs(np.diff(g, axis=1))[:-1],
+                            ((0, 1), (0, 1))).cumsum(0).cumsum(1)
+    step = max(1, side // 4)
+    best = (-1.0, 0, 0)
+    for top in range(0, h - side + 1, step):
+        for left in range(0, w - side + 1, step):
+            e = (energy[top + side, left + side] - energy[top, left + side]
+                 - energy[top + side, left] + energy[top, left])
+            best = max(best, (e, top, left))
+    return best[1], best[2], side
+
+
+def comparison_image(bicubic: np.ndarray, sr: np.ndarray, hr: np.ndarray,
+                     labels: tuple[str, str, str] = ("bicubic", "model", "HR"), gap: int = 8) -> np.ndarray:
+    """uint8 [16 + H + gap + Z, 3W + 2 gap, 3]: bicubic | model | HR side by side, each labelled, the full
+    image (crop boxed in red) above the same detailed crop enlarged (nearest neighbour) to Z <= W pixels.
+    The three inputs are uint8 [H, W, 3] of the same shape."""
+    h, w = hr.shape[:2]
+    top, left, side = _crop_box(hr)
+    zoomed = side * max(1, w // side)
+    header = 16
+    canvas = Image.new("RGB", (3 * w + 2 * gap, header + h + gap + zoomed), "white")
+    draw = ImageDraw.Draw(canvas)
+    for i, (img, label) in enumerate(zip((bicubic, sr, hr), labels, strict=True)):
+        x0 = i * (w + gap)
+        draw.text((x0 + 2, 2), label, fill="black")
+        canvas.paste(Image.fromarray(img), (x0, header))
+        draw.rectangle([x0 + left, header + top, x0 + left + side - 1, header + top + side - 1],
+                       outline="red", width=max(1, min(h, w) // 200))
+        crop = Image.fromarray(img[top:top + side, left:left + side])
+        canvas.paste(crop.resize((zoomed, zoomed), Image.Resampling.NEAREST),
+                     (x0 + (w - zoomed) // 2, header + h + gap))
+    return np.asarray(canvas)
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def evaluate(
+    upscaler: Upscaler,
+    set_dir: str | os.PathLike,
+    out_dir: str | os.PathLike | None = None,
+    degradation: str = "matlab",
+    save_images: bool = True,
+) -> dict:
+    """Scores `upscaler` on the set in `set_dir` and returns the results dict (see results.json).
+
+    HR images are cropped to a multiple of `upscaler.scale`. The LR inputs are the set's
+    `LR_bicubic_x<scale>/` files when `degradation` is "matlab" (they are MATLAB-made) and the folder
+    exists; otherwise they are made from HR with `resize(HR, 1/scale, degradation)`. When `out_dir` is given,
+    writes results.json, results.md and (if `save_images`) images/<file stem>.png there. Raises
+    EvaluationError or ImageError (one-line messages) for unusable folders or files.
+    """
+    if degradation not in METHODS:
+        raise EvaluationError(f"unknown degradation {degradation!r}; valid: {', '.join(METHODS)}")
+    set_dir = Path(set_dir)
+    scale = upscaler.scale
+    hr_dir = set_dir / "HR"
+    if not hr_dir.is_dir():
+        raise EvaluationError(f"{set_dir}: no HR/ folder (expected {set_dir}/HR/*.png)")
+    hr_paths = find_images(hr_dir)
+    if not hr_paths:
+        raise EvaluationError(f"{hr_dir}: no images")
+    lr_dir = set_dir / f"LR_bicubic_x{scale}"
+    lr_dir = lr_dir if degradation == "matlab" and lr_dir.is_dir() else None
+    names = _names(set_dir)
+    out_dir = None if out_dir is None else Path(out_dir)
+
+    per_image = []
+    for path in hr_paths:
+        rel = path.relative_to(hr_dir)
+        hr = load_image(path)
+        hr = hr[: hr.shape[0] - hr.shape[0] % scale, : hr.shape[1] - hr.shape[1] % scale]
+        if min(hr.shape[:2]) < 11 + 2 * scale:  # SSIM needs an 11x11 window after shaving
+            raise EvaluationError(f"{path}: {hr.shape[1]}x{hr.shape[0]} is too small to score")
+        lr = _low_res(hr, rel, lr_dir, scale, degradation)
+        sr = upscaler(lr)
+        if sr.shape != hr.shape:
+            raise EvaluationError(f"{upscaler.name} turned {rel} ({lr.shape[1]}x{lr.shape[0]}) into "
+                                  f"{sr.shape[1]}x{sr.shape[0]}, expected {hr.shape[1]}x{hr.shape[0]}")
+        is_gray = _is_grayscale_file(path)
+        psnr, ssim = metrics.psnr_ssim(sr, hr, shave=scale, as_gray=is_gray)
+        per_image.append({"name": names.get(rel.as_posix(), rel.stem), "file": rel.as_posix(),
+                          "psnr": _finite(psnr), "ssim": ssim, "grayscale": is_gray})
+        if out_dir is not None and save_images:
+            panel = comparison_image(imresize(lr, scale).numpy(), sr, hr, ("bicubic", upscaler.name, "HR"))
+            save_image(out_dir / "images" / rel.with_suffix(".png"), panel)
+
+    psnrs = [r["psnr"] for r in per_image]
+    result = {
+        "set": set_dir.resolve().name,
+        "model": upscaler.name,
+        "scale": scale,
+        "degradation": degradation,
+        "lr_source": f"{lr_dir.name}/ files" if lr_dir else f"resize(HR, 1/{scale}, {degradation!r})",
+        "protocol": PROTOCOL.format(scale=scale),
+        "mean": {
+            "psnr": None if None in psnrs else float(np.mean(psnrs)),
+            "ssim": float(np.mean([r["ssim"] for r in per_image])),
+        },
+        "per_image": per_image,
+        "paper": _paper_rows(set_dir.resolve(), scale),
+    }
+    if out_dir is not None:
+        text = json.dumps(result, indent=2) + "\n"
+        atomic_write(out_dir / "results.json", lambda tmp: Path(tmp).write_text(text))
+        markdown = format_markdown(result)
+        atomic_write(out_dir / "results.md", lambda tmp: Path(tmp).write_text(markdown))
+    return result
+
+
+def _fmt(x: float | None, digits: int) -> str:
+    return "inf" if x is None else f"{x:.{digits}f}"
+
+
+def format_markdown(result: dict) -> str:
+    """The results dict as a Markdown report: per-image table, mean, and the paper's figures if known."""
+    lines = [
+        f"# {result['model']} on {result['set']}, {result['scale']}x",
+        "",
+        f"LR inputs: {result['lr_source']}. {result['protocol']}",
+        "",
+        "| image | file | PSNR (dB) | SSIM |",
+        "|---|---|---:|---:|",
+    ]
+    for r in result["per_image"]:
+        lines.append(f"| {r['name']} | {r['file']} | {_fmt(r['psnr'], 2)} | {r['ssim']:.4f} |")
+    mean = result["mean"]
+    lines.append(f"| **mean** | | **{_fmt(mean['psnr'], 2)}** | **{mean['ssim']:.4f}** |")
+    if result.get("paper"):
+        lines += [
+            "",
+            "Compared with Ledig et al. (CVPR 2017), Table 2 (their SSIM implementation differs; "
+            "compare SSIM with care):",
+            "",
+            "| method | PSNR (dB) | SSIM |",
+            "|---|---:|---:|",
+            f"| this run: {result['model']} | {_fmt(mean['psnr'], 2)} | {mean['ssim']:.4f} |",
+        ]
+        for method, r in result["paper"].items():
+            lines.append(f"| paper: {method} | {r['psnr']:.2f} | {r['ssim']:.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _flag_values() -> flags.FlagValues:
+    # A private FlagValues, so importing this module never clashes with another tool's --model or --data.
+    fv = flags.FlagValues()
+    flags.DEFINE_string("model", None, "'bicubic' or the path of a .keras generator.", flag_values=fv)
+    flags.DEFINE_string("data", None, "Set folder with HR/ (and optionally LR_bicubic_x<scale>/).",
+                        flag_values=fv)
+    flags.DEFINE_string("out", None, "Report folder (created).", flag_values=fv)
+    flags.DEFINE_integer("scale", 4, "Upscaling factor.", lower_bound=1, flag_values=fv)
+    flags.DEFINE_enum("degradation", "matlab", list(METHODS),
+                      "How LR is made from HR. 'matlab' uses the set's LR_bicubic_x<scale>/ files when "
+                      "present (they are MATLAB-made); the others always resize HR.", flag_values=fv)
+    for name in ("model", "data", "out"):
+        flags.mark_flag_as_required(name, flag_values=fv)
+    return fv
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line; returns the exit status (0 ok, 1 bad input, 2 bad flags)."""
+    fv = _flag_values()
+    argv = sys.argv if argv is None else argv
+    if any(a in ("-h", "--help", "-help") for a in argv[1:]):
+        print(f"usage: python -m srgan_tf.evaluate --model=MODEL --data=SET_DIR --out=REPORT_DIR\n"
+              f"{fv.module_help(fv.find_module_defining_flag('model'))}")
+        return 0
+    try:
+        rest = fv(argv)
+    except flags.Error as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if len(rest) > 1:
+        print(f"error: unexpected arguments: {' '.join(rest[1:])}", file=sys.stderr)
+        return 2
+    try:
+        upscaler = load_upscaler(fv.model, fv.scale)
+        result = evaluate(upscaler, fv.data, fv.out, degradation=fv.degradation)
+    except (EvaluationError, ModelLoadError, ImageError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(format_markdown(result), end="")
+    print(f"\nwrote {Path(fv.out) / 'results.json'}, results.md and images/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

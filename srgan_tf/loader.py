@@ -1,0 +1,280 @@
+"""The one way to turn a model spec into an upscaler: `load_upscaler("bicubic")`, `load_upscaler("g.keras")`.
+
+Every kind of spec becomes an `Upscaler` with the same interface, so evaluation, export checks and
+serving compare like with like. Adding a kind means one `_load_<kind>` function and one `_LOADERS` entry;
+`_spec_kind` decides which kind a spec is.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from srgan_tf.imresize import imresize
+
+_PROBE_SIZE = 16  # low-resolution side of the dummy image used to check a generator's scale
+
+
+class ModelLoadError(ValueError):
+    """A model spec that cannot be used; the message (one line) names the spec and the reason."""
+
+
+def _to_uint8(x: np.ndarray) -> np.ndarray:
+    """[0, 1] floats to uint8, rounding half up."""
+    return np.clip(np.floor(np.asarray(x, np.float64) * 255.0 + 0.5), 0, 255).astype(np.uint8)
+
+
+class Upscaler:
+    """A super-resolution model with a fixed integer `scale`.
+
+    - `upscaler(lr)`: uint8 [H, W, 3] -> uint8 [scale*H, scale*W, 3].
+    - `upscaler.predict_float(x)`: float32 [N, h, w, 3] in [0, 1] -> float32 [N, scale*h, scale*w, 3] in
+      [0, 1].
+
+    A loader supplies `predict_float`; it may also supply its own uint8 path (bicubic does, to round as
+    MATLAB does), otherwise uint8 calls go through `predict_float` and are rounded to the nearest level.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        scale: int,
+        predict_float: Callable[[np.ndarray], np.ndarray],
+        upscale_uint8: Callable[[np.ndarray], np.ndarray] | None = None,
+    ):
+        self.name = name
+        self.scale = int(scale)
+        self._predict_float = predict_float
+        self._upscale_uint8 = upscale_uint8
+
+    def predict_float(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 4 or x.shape[-1] != 3:
+            raise ValueError(f"predict_float wants float32 [N, h, w, 3], got shape {x.shape}")
+        return np.clip(np.asarray(self._predict_float(x), dtype=np.float32), 0.0, 1.0)
+
+    def __call__(self, lr: np.ndarray) -> np.ndarray:
+        lr = np.asarray(lr)
+        if lr.dtype != np.uint8 or lr.ndim != 3 or lr.shape[-1] != 3:
+            raise ValueError(f"an Upscaler wants uint8 [H, W, 3], got {lr.dtype} {lr.shape}")
+        if self._upscale_uint8 is not None:
+            return np.asarray(self._upscale_uint8(lr), dtype=np.uint8)
+        return _to_uint8(self.predict_float(lr[None].astype(np.float32) / 255.0)[0])
+
+    def __repr__(self) -> str:
+        return f"Upscaler(name={self.name!r}, scale={self.scale})"
+
+
+def _load_bicubic(spec: str, scale: int) -> Upscaler:
+    return Upscaler(
+        name="bicubic",
+        scale=scale,
+        predict_float=lambda x: imresize(x, scale).numpy(),
+        upscale_uint8=lambda lr: imresize(lr, scale).numpy(),
+    )
+
+
+def _check_generator(model, spec: str, scale: int) -> None:
+    """Raises ModelLoadError unless `model` maps [N, h, w, 3] to [N, scale*h, scale*w, 3]."""
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ModelLoadError(f"{spec}: not a generator (it has {len(model.inputs)} inputs, "
+                             f"{len(model.outputs)} outputs; expected one image in, one image out)")
+    in_shape, out_shape = tuple(model.inputs[0].shape), tuple(model.outputs[0].shape)
+    if len(in_shape) != 4 or in_shape[-1] != 3 or len(out_shape) != 4 or out_shape[-1] != 3:
+        raise ModelLoadError(f"{spec}: not a generator (maps {in_shape} to {out_shape}; "
+                             "expected [N, h, w, 3] to [N, H, W, 3])")
+    h, w = (d or _PROBE_SIZE for d in in_shape[1:3])
+    try:
+        got = tuple(model(tf.zeros([1, h, w, 3]), training=False).shape)
+    except Exception as e:  # any failure here means the model is unusable
+        raise ModelLoadError(f"{spec}: fails on a {h}x{w} test image ({_first_line(e)})") from None
+    if got[1:3] != (scale * h, scale * w):
+        raise ModelLoadError(f"{spec}: upscales {h}x{w} to {got[1]}x{got[2]}, which is not the "
+                             f"requested {scale}x")
+
+
+def _load_keras(spec: str, scale: int) -> Upscaler:
+    import keras
+
+    import srgan_tf.models  # noqa: F401 - registers PixelShuffle for deserialisation
+
+    if not zipfile.is_zipfile(spec):
+        raise ModelLoadError(f"{spec}: not a valid .keras archive (truncated or corrupt)")
+    try:
+        model = keras.models.load_model(spec, compile=False)
+    except Exception as e:  # Keras raises many types for bad archives
+        raise ModelLoadError(f"{spec}: cannot load Keras model ({_first_line(e)})") from None
+    if not isinstance(model, keras.Model):
+        raise ModelLoadError(f"{spec}: holds a {type(model).__name__}, not a Keras model")
+    return upscaler_from_keras(model, scale, name=Path(spec).stem, source=spec)
+
+
+def upscaler_from_keras(
+    model, scale: int = 4, name: str | None = None, source: str | None = None
+) -> Upscaler:
+    """Wraps an in-memory Keras generator ([N, h, w, 3] in [0, 1] -> [N, scale*h, scale*w, 3] in [-1, 1]),
+    e.g. the one being trained, as an Upscaler. Raises ModelLoadError if it is not such a generator;
+    `source` names it in that message (default: `name`, then the model's own name)."""
+    name = name or model.name
+    _check_generator(model, source or name, scale)
+
+    def predict_float(x: np.ndarray) -> np.ndarray:
+        y = model(tf.convert_to_tensor(x), training=False)
+        return (np.asarray(y, dtype=np.float32) + 1.0) / 2.0  # tanh [-1, 1] -> [0, 1]
+
+    return Upscaler(name=name, scale=scale, predict_float=predict_float)
+
+
+# --- SavedModel folders and .tflite files written by `python -m export` ---
+
+
+def tflite_interpreter(model_path: str | None = None, model_content: bytes | None = None,
+                       num_threads: int | None = None, delegates: bool = True):
+    """A TFLite interpreter for a model file or bytes, using every CPU core by default.
+
+    Uses the LiteRT interpreter (`ai_edge_litert`) when installed; otherwise `tf.lite.Interpreter`, which
+    TF 2.21 still ships (same API) but marks deprecated in favour of LiteRT. `delegates=True` lets the
+    runtime apply its default delegate (XNNPACK on CPU); False runs the builtin kernels only.
+    """
+    import os
+    import warnings
+
+    try:
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    except ImportError:
+        Interpreter, OpResolverType = tf.lite.Interpreter, tf.lite.experimental.OpResolverType
+    resolver = OpResolverType.AUTO if delegates else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+        return Interpreter(model_path=model_path, model_content=model_content,
+                           num_threads=num_threads or os.cpu_count() or 1,
+                           experimental_op_resolver_type=resolver)
+
+
+def _artifact_name(path: Path) -> str:
+    # serving/<name>/<version>/ -> "<name>_v<version>"
+    return f"{path.parent.name}_v{path.name}" if path.name.isdigit() else path.name
+
+
+def _check_artifact(upscaler: Upscaler, spec: str, scale: int) -> Upscaler:
+    """Raises ModelLoadError unless `upscaler` maps a uint8 probe image to `scale` times its size."""
+    try:
+        got = upscaler(np.zeros((_PROBE_SIZE, _PROBE_SIZE, 3), np.uint8)).shape
+    except Exception as e:  # any failure here means the model is unusable
+        raise ModelLoadError(f"{spec}: fails on a {_PROBE_SIZE}x{_PROBE_SIZE} test image ({_first_line(e)})") from None
+    if got != (scale * _PROBE_SIZE, scale * _PROBE_SIZE, 3):
+        raise ModelLoadError(f"{spec}: upscales {_PROBE_SIZE}x{_PROBE_SIZE} to {got[0]}x{got[1]}x{got[2]}, "
+                             f"which is not the requested {scale}x")
+    return upscaler
+
+
+def _load_savedmodel(spec: str, scale: int) -> Upscaler:
+    """A SavedModel written by `python -m export`: `upscale_float` for floats, `serving_default` for uint8."""
+    try:
+        loaded = tf.saved_model.load(spec)
+    except Exception as e:  # corrupt protos, missing variables, unknown ops
+        raise ModelLoadError(f"{spec}: cannot load SavedModel ({_first_line(e)})") from None
+    missing = [s for s in ("serving_default", "upscale_float") if s not in loaded.signatures]
+    if missing:
+        raise ModelLoadError(f"{spec}: SavedModel has no {' or '.join(missing)} signature (expected the "
+                             "layout `python -m export` writes)")
+    signatures = loaded.signatures  # keeps `loaded`, which owns the variables, alive
+
+    def predict_float(x: np.ndarray) -> np.ndarray:
+        return signatures["upscale_float"](images=tf.constant(x, tf.float32))["images"].numpy()
+
+    def upscale_uint8(lr: np.ndarray) -> np.ndarray:
+        return signatures["serving_default"](images=tf.constant(lr[None]))["images"].numpy()[0]
+
+    upscaler = Upscaler(_artifact_name(Path(spec)), scale, predict_float, upscale_uint8)
+    return _check_artifact(upscaler, spec, scale)
+
+
+def _load_tflite(spec: str, scale: int) -> Upscaler:
+    """A .tflite model mapping [N, h, w, 3] in [0, 1] to [0, 1], float32 or quantized (any quantized
+    tensor is converted with its own scale and zero point). Not thread-safe."""
+    try:
+        interpreter = tflite_interpreter(model_path=spec)
+    except Exception as e:  # the interpreter raises ValueError or RuntimeError for bad flatbuffers
+        raise ModelLoadError(f"{spec}: cannot load TFLite model ({_first_line(e)})") from None
+    inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+    if len(inputs) != 1 or len(outputs) != 1 or len(inputs[0]["shape"]) != 4 or inputs[0]["shape"][-1] != 3:
+        raise ModelLoadError(f"{spec}: not a generator (expected one [N, h, w, 3] input and one output)")
+    in_index, out_index = inputs[0]["index"], outputs[0]["index"]
+
+    def predict_float(x: np.ndarray) -> np.ndarray:
+        detail = interpreter.get_input_details()[0]
+        if tuple(detail["shape"]) != x.shape:
+            interpreter.resize_tensor_input(in_index, list(x.shape))
+            interpreter.allocate_tensors()
+        interpreter.set_tensor(in_index, _quantize(x, detail))
+        interpreter.invoke()
+        return _dequantize(interpreter.get_tensor(out_index), interpreter.get_output_details()[0])
+
+    return _check_artifact(Upscaler(Path(spec).stem, scale, predict_float), spec, scale)
+
+
+def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
+    dtype = detail["dtype"]
+    if dtype == np.float32:
+        return x
+    s, zero = detail["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / s + zero), info.min, info.max).astype(dtype)
+
+
+def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
+    if y.dtype == np.float32:
+        return y
+    s, zero = detail["quantization"]
+    return (y.astype(np.float32) - zero) * s
+
+
+_LOADERS: dict[str, Callable[[str, int], Upscaler]] = {
+    "bicubic": _load_bicubic,
+    "keras": _load_keras,
+    "savedmodel": _load_savedmodel,
+    "tflite": _load_tflite,
+}
+
+
+def _spec_kind(spec: str) -> str:
+    """One of _LOADERS' keys, or ModelLoadError for a spec that is none of them."""
+    if spec == "bicubic":
+        return "bicubic"
+    path = Path(spec)
+    if path.is_dir():
+        if (path / "saved_model.pb").is_file():
+            return "savedmodel"
+        raise ModelLoadError(f"{spec}: a folder without saved_model.pb, so not a SavedModel")
+    kind = {".keras": "keras", ".tflite": "tflite"}.get(path.suffix.lower())
+    if not path.exists():
+        raise ModelLoadError(f"{spec}: no such file" + ("" if kind else " (and not 'bicubic')"))
+    if kind is None:
+        raise ModelLoadError(f"{spec}: unknown model kind; expected 'bicubic', a .keras file, a SavedModel "
+                             "folder or a .tflite file")
+    return kind
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    line = text[0] if text else type(e).__name__
+    return line if len(line) <= 200 else line[:197] + "..."
+
+
+def load_upscaler(spec: str, scale: int = 4) -> Upscaler:
+    """Loads `spec` as an `Upscaler` of factor `scale`.
+
+    `spec` is "bicubic" (MATLAB-compatible bicubic interpolation, see srgan_tf.imresize) or the path of a
+    `.keras` generator mapping [N, h, w, 3] in [0, 1] to [N, scale*h, scale*w, 3] in [-1, 1] (loaded in
+    Keras' safe mode). Raises ModelLoadError (one-line message) for a missing, corrupt or unsupported
+    spec, a model that is not such a generator, or one whose factor is not `scale`.
+    """
+    if isinstance(scale, bool) or not isinstance(scale, int | np.integer) or scale < 1:
+        raise ModelLoadError(f"scale must be a positive integer, got {scale!r}")
+    spec = str(spec)
+    return _LOADERS[_spec_kind(spec)](spec, int(scale))

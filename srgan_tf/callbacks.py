@@ -1,0 +1,127 @@
+"""Keras callbacks of a training phase, all keyed on the phase's global step (the G optimizer's iterations),
+so that logs, checkpoints and evaluations line up across interrupted and resumed runs."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from srgan_tf import metrics
+from srgan_tf.images import save_image
+from srgan_tf.imresize import imresize
+
+log = logging.getLogger(__name__)
+
+
+def generator_to_uint8(sr) -> np.ndarray:
+    """Generator output in [-1, 1] -> uint8 [0, 255], rounded and clipped."""
+    return np.clip(np.round((np.asarray(sr, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def upscale(generator: keras.Model, lr: np.ndarray) -> np.ndarray:
+    """uint8 [h, w, 3] -> uint8 [s*h, s*w, 3] with the generator in inference mode."""
+    return generator_to_uint8(generator(lr[None].astype(np.float32) / 255.0, training=False)[0])
+
+
+def side_by_side(lr: np.ndarray, sr: np.ndarray, hr: np.ndarray) -> np.ndarray:
+    """One uint8 row: LR (nearest) | bicubic | SR | HR, all at HR size."""
+    s = hr.shape[0] // lr.shape[0]
+    nearest = np.repeat(np.repeat(lr, s, axis=0), s, axis=1)
+    bicubic = imresize(lr, s).numpy()
+    gap = np.full((hr.shape[0], 4, 3), 255, np.uint8)
+    return np.concatenate([nearest, gap, bicubic, gap, sr, gap, hr], axis=1)
+
+
+class PhaseProgress(keras.callbacks.Callback):
+    """Stops at the phase's last step, checkpoints every `checkpoint_every` steps and at the end, and turns
+    SIGTERM/SIGINT into a checkpoint followed by a clean stop (`interrupted` is then set)."""
+
+    def __init__(self, manager: tf.train.CheckpointManager, step: tf.Variable, total_steps: int,
+                 checkpoint_every: int):
+        super().__init__()
+        self.manager, self.step, self.total, self.every = manager, step, total_steps, checkpoint_every
+        self.interrupted = None
+        self._previous_handlers = {}
+
+    def _on_signal(self, signum, _frame):
+        self.interrupted = signal.Signals(signum).name
+
+    def on_train_begin(self, logs=None):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._previous_handlers[sig] = signal.signal(sig, self._on_signal)
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.step)
+        if step % self.every == 0:
+            self.manager.save(checkpoint_number=step)
+        if step >= self.total or self.interrupted:
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        for sig, handler in self._previous_handlers.items():
+            signal.signal(sig, handler)
+        step = int(self.step)
+        if self.manager.latest_checkpoint is None or not self.manager.latest_checkpoint.endswith(f"-{step}"):
+            self.manager.save(checkpoint_number=step)
+        if self.interrupted:
+            log.warning("%s received: checkpoint written at step %d", self.interrupted, step)
+
+
+class Summaries(keras.callbacks.Callback):
+    """TensorBoard scalars (period means of the train_step metrics, the learning rate) every log period,
+    and validation Y-PSNR/SSIM plus side-by-side sample images every `eval_every` steps and at the end."""
+
+    def __init__(self, writer, step: tf.Variable, phase: str, val_images, scale: int, eval_every: int,
+                 samples_dir: Path):
+        super().__init__()
+        self.writer, self.step, self.phase = writer, step, phase
+        self.val_images, self.scale, self.eval_every = val_images, scale, eval_every
+        self.samples_dir = samples_dir
+        self.last_eval: dict[str, float] = {}
+        self._evaluated_at = -1
+        self._rows: dict[str, np.ndarray] = {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = int(self.step)
+        with self.writer.as_default(step=step):
+            for name, value in (logs or {}).items():
+                tf.summary.scalar(f"{self.phase}/{name}", value)
+            tf.summary.scalar(f"{self.phase}/learning_rate", float(self.model.g_optimizer.learning_rate))
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.step)
+        if self.eval_every and step % self.eval_every == 0:
+            self.evaluate(step)
+
+    def on_train_end(self, logs=None):
+        step = int(self.step)
+        if step != self._evaluated_at:
+            self.evaluate(step)
+        for name, row in self._rows.items():
+            save_image(self.samples_dir / f"{self.phase}_{name}.png", row)
+
+    def evaluate(self, step: int) -> dict[str, float]:
+        """Y-channel PSNR/SSIM (the literature's protocol) of G on the validation images, logged at `step`."""
+        generator = self.model.generator
+        psnrs, ssims, self._rows = [], [], {}
+        with self.writer.as_default(step=step):
+            for i, (name, lr, hr) in enumerate(self.val_images):
+                sr = upscale(generator, lr)
+                psnr, ssim = metrics.psnr_ssim(sr, hr, shave=self.scale)
+                psnrs.append(psnr)
+                ssims.append(ssim)
+                self._rows[name] = side_by_side(lr, sr, hr)
+                if i < 3:
+                    tf.summary.image(f"{self.phase}/lr-bicubic-sr-hr/{name}", self._rows[name][None], max_outputs=1)
+            self.last_eval = {"val_psnr": float(np.mean(psnrs)), "val_ssim": float(np.mean(ssims))}
+            for key, value in self.last_eval.items():
+                tf.summary.scalar(f"{self.phase}/{key}", value)
+        self.writer.flush()
+        self._evaluated_at = step
+        log.info("%s step %d: validation Y-PSNR %.2f dB, SSIM %.4f", self.phase, step, *self.last_eval.values())
+        return self.last_eval

@@ -1,0 +1,132 @@
+"""The experiment configuration: its schema with the paper's values, and its validation.
+
+Experiment files in `configs/` start from `base_config()` and change what differs; every value can be
+overridden on the command line (`--config.srresnet.steps=100`). The config is locked, so a misspelt key is an
+error rather than a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ml_collections
+
+from srgan_tf.losses import CONTENT_LOSSES
+from srgan_tf.models import SUPPORTED_SCALES
+
+PHASES = ("srresnet", "srgan")
+DATA_SOURCES = ("sample", "folder", "tfds", "paired")
+DEGRADATIONS = ("matlab", "pil", "tf")
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot work; the message names the key."""
+
+
+def _phase(steps: int, content_loss: str, adversarial_weight: float, learning_rate: float = 1e-4,
+           lr_decay_steps: int = 0) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict({
+        "steps": steps,
+        "content_loss": content_loss,  # "mse" (eq. 4), "vgg22" or "vgg54" (eq. 5)
+        "adversarial_weight": adversarial_weight,  # 1e-3 in eq. 3; 0 trains G alone (SRResNet)
+        "learning_rate": learning_rate,
+        "lr_decay_steps": lr_decay_steps,  # step at which the rate is multiplied by lr_decay_factor; 0: never
+        "lr_decay_factor": 0.1,
+    })
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """The paper's SRGAN-VGG54 setup (Sec. 3.2): SRResNet-MSE for 1e6 steps, then SRGAN for 2e5 steps."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.phases = "srresnet,srgan"  # comma-separated, run in this order
+
+    c.model = ml_collections.ConfigDict({"num_blocks": 16, "filters": 64, "scale": 4, "bn_momentum": 0.9})
+
+    c.data = ml_collections.ConfigDict({
+        "source": "sample",  # sample (photos shipped with scikit-image) | folder | tfds | paired
+        "path": "",  # folder: HR images (recursive); paired: a folder holding HR/ and LR/ (or lr_dir below)
+        "lr_dir": "",  # paired: the LR folder, if not path/LR
+        "tfds_name": "div2k/bicubic_x4",
+        "tfds_split": "train",
+        "tfds_data_dir": "",
+        "tfds_download": True,
+        "crop": 96,  # HR crop side; the LR crop is crop / scale
+        "degradation": "matlab",  # matlab (imresize bicubic, antialiased) | pil | tf
+        "augment": True,  # random flips and 90-degree rotations
+        "cache": "memory",  # memory | none | a file path prefix for tf.data's file cache
+        "shuffle_buffer": 64,  # decoded images in the shuffle buffer
+        "val_dir": "",  # a benchmark folder (HR/, optional LR_bicubic_x4/); "" = held-out sample photos
+        "val_max_images": 5,
+    })
+
+    c.loss = ml_collections.ConfigDict({
+        "vgg_weights": "imagenet",  # imagenet | a path to the no-top .h5 | random (tests only)
+        "vgg_feature_scale": 1 / 12.75,  # paper Sec. 3.2
+    })
+
+    c.optimizer = ml_collections.ConfigDict({"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-8})
+
+    c.srresnet = _phase(steps=1_000_000, content_loss="mse", adversarial_weight=0.0)
+    c.srgan = _phase(steps=200_000, content_loss="vgg54", adversarial_weight=1e-3, lr_decay_steps=100_000)
+
+    c.train = ml_collections.ConfigDict({
+        "batch_size": 16,
+        "log_every": 100,  # steps per Keras "epoch": one progress line and one TensorBoard point each
+        "checkpoint_every": 1000,
+        "keep_checkpoints": 3,
+        "eval_every": 10_000,  # validation PSNR/SSIM; 0: only at the end of each phase
+        "verbose": 1,  # Keras fit() verbosity; 2 = one line per log period (for logs)
+    })
+    return c
+
+
+def phases_of(config: ml_collections.ConfigDict) -> list[str]:
+    return [p.strip() for p in config.phases.split(",") if p.strip()]
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Raises ConfigError naming the first key whose value cannot work."""
+    def need(ok: bool, key: str, msg: str) -> None:
+        if not ok:
+            raise ConfigError(f"config.{key}: {msg}")
+
+    phases = phases_of(config)
+    need(bool(phases) and all(p in PHASES for p in phases), "phases", f"must list phases from {PHASES}, got "
+         f"{config.phases!r}")
+    need(config.model.scale in SUPPORTED_SCALES, "model.scale", f"must be one of {SUPPORTED_SCALES}, got "
+         f"{config.model.scale}")
+    need(config.model.num_blocks >= 1, "model.num_blocks", f"must be >= 1, got {config.model.num_blocks}")
+    need(config.model.filters >= 1, "model.filters", f"must be >= 1, got {config.model.filters}")
+    need(0 <= config.model.bn_momentum < 1, "model.bn_momentum", f"must be in [0, 1), got {config.model.bn_momentum}")
+
+    d = config.data
+    need(d.source in DATA_SOURCES, "data.source", f"must be one of {DATA_SOURCES}, got {d.source!r}")
+    need(d.degradation in DEGRADATIONS, "data.degradation", f"must be one of {DEGRADATIONS}, got {d.degradation!r}")
+    need(d.crop > 0 and d.crop % config.model.scale == 0, "data.crop",
+         f"must be a positive multiple of model.scale ({config.model.scale}), got {d.crop}")
+    if "srgan" in phases:
+        need(d.crop % 16 == 0, "data.crop", f"must be a multiple of 16 for the discriminator, got {d.crop}")
+    if d.source in ("folder", "paired"):
+        need(bool(d.path), "data.path", f"is required for source {d.source!r}")
+        need(Path(d.path).is_dir(), "data.path", f"folder {d.path} does not exist")
+    if d.val_dir:
+        need(Path(d.val_dir, "HR").is_dir(), "data.val_dir", f"{d.val_dir} has no HR/ folder")
+    need(d.shuffle_buffer >= 1, "data.shuffle_buffer", f"must be >= 1, got {d.shuffle_buffer}")
+
+    for name in phases:
+        p = config[name]
+        need(p.steps >= 0, f"{name}.steps", f"must be >= 0, got {p.steps}")
+        need(p.content_loss in CONTENT_LOSSES, f"{name}.content_loss",
+             f"must be one of {CONTENT_LOSSES}, got {p.content_loss!r}")
+        need(p.adversarial_weight >= 0, f"{name}.adversarial_weight", f"must be >= 0, got {p.adversarial_weight}")
+        need(p.learning_rate > 0, f"{name}.learning_rate", f"must be > 0, got {p.learning_rate}")
+        need(p.lr_decay_steps >= 0, f"{name}.lr_decay_steps", f"must be >= 0, got {p.lr_decay_steps}")
+    need(config.srresnet.adversarial_weight == 0 or "srresnet" not in phases, "srresnet.adversarial_weight",
+         "must be 0 (SRResNet is trained without D)")
+
+    t = config.train
+    need(t.batch_size >= 1, "train.batch_size", f"must be >= 1, got {t.batch_size}")
+    for key in ("log_every", "checkpoint_every", "keep_checkpoints"):
+        need(t[key] >= 1, f"train.{key}", f"must be >= 1, got {t[key]}")
+        need(t[key] >= 0, f"train.{key}", f"must be >= 0, got {t[key]}")

@@ -1,0 +1,265 @@
+"""tf.data input pipelines: HR images in, aligned (LR, HR) training crops out.
+
+Training batches are `(lr, hr)`: lr float32 [B, crop/scale, crop/scale, 3] in [0, 1], hr float32
+[B, crop, crop, 3] in [-1, 1] (the paper's ranges), where lr is the configured degradation of its own hr
+crop, rounded to uint8 first as a saved LR image would be.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import ml_collections
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from srgan_tf.images import DEFAULT_MAX_PIXELS, ImageError, find_images, load_image
+from srgan_tf.imresize import resize
+
+log = logging.getLogger(__name__)
+
+# Photographs in scikit-image's wheel (none from Set5/Set14): the built-in training data.
+SAMPLE_TRAIN = ("astronaut.png", "camera.png", "chelsea.png", "coins.png", "hubble_deep_field.jpg", "ihc.png",
+                "moon.png", "motorcycle_left.png", "retina.jpg", "rocket.jpg", "brick.png", "grass.png",
+                "gravel.png")
+SAMPLE_VAL = ("coffee.png",)
+
+
+class DataError(ValueError):
+    """Training or validation data that cannot be used; the message names the folder or dataset."""
+
+
+class SkippedFiles:
+    """The files a pipeline skipped, each logged once with its reason. Thread-safe (tf.data maps in parallel)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.reasons: dict[str, str] = {}
+
+    def add(self, path: str, reason: str) -> None:
+        with self._lock:
+            if path not in self.reasons:
+                self.reasons[path] = reason
+                log.warning("skipping %s: %s", path, reason)
+
+    def __len__(self) -> int:
+        return len(self.reasons)
+
+
+def sample_dir() -> Path:
+    import skimage.data
+
+    return Path(skimage.data.__file__).parent
+
+
+def _probe(path: Path, min_side: int, skipped: SkippedFiles, max_pixels: int) -> bool:
+    """Header check: a usable, not too large, not too small image. Decodes nothing."""
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            im.verify()
+    except Exception as e:  # PIL raises many kinds of errors for bad files
+        skipped.add(str(path), f"not a readable image ({type(e).__name__})")
+        return False
+    if w * h > max_pixels:
+        skipped.add(str(path), f"{w}x{h} is more than the {max_pixels}-pixel limit")
+        return False
+    if min(w, h) < min_side:
+        skipped.add(str(path), f"{w}x{h} is smaller than the {min_side}-pixel crop")
+        return False
+    return True
+
+
+def hr_paths(cfg: ml_collections.ConfigDict, skipped: SkippedFiles) -> list[Path]:
+    """Usable HR image files of a `sample` or `folder` source; DataError when there is none."""
+    if cfg.source == "sample":
+        candidates, where = [sample_dir() / n for n in SAMPLE_TRAIN], "scikit-image's sample photos"
+    else:
+        folder = Path(cfg.path)
+        if not folder.is_dir():
+            raise DataError(f"data folder {folder} does not exist")
+        candidates, where = find_images(folder), f"folder {folder}"
+    usable = [p for p in candidates if _probe(p, cfg.crop, skipped, DEFAULT_MAX_PIXELS)]
+    if not usable:
+        raise DataError(f"{where} has no usable image of at least {cfg.crop}x{cfg.crop} pixels")
+    return usable
+
+
+def _decode_files(paths: list[Path], skipped: SkippedFiles) -> tf.data.Dataset:
+    def decode(path: bytes) -> np.ndarray:
+        try:
+            return load_image(path.decode())
+        except ImageError as e:
+            skipped.add(path.decode(), str(e).split(": ", 1)[-1])
+            return np.zeros((0, 0, 3), np.uint8)
+
+    ds = tf.data.Dataset.from_tensor_slices([str(p) for p in paths])
+    ds = ds.map(lambda p: tf.ensure_shape(tf.numpy_function(decode, [p], tf.uint8, stateful=False), [None, None, 3]),
+                num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.filter(lambda im: tf.size(im) > 0)
+
+
+def _tfds_images(cfg: ml_collections.ConfigDict) -> tf.data.Dataset:
+    import tensorflow_datasets as tfds
+
+    data_dir = cfg.tfds_data_dir or None
+    try:
+        builder = tfds.builder(cfg.tfds_name, data_dir=data_dir)
+        if cfg.tfds_download:
+            builder.download_and_prepare()
+        ds = builder.as_dataset(split=cfg.tfds_split, shuffle_files=True)
+        keys = builder.info.features.keys()
+    except Exception as e:  # tfds raises assorted errors for missing, unprepared or unreachable data
+        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise DataError(
+            f"TFDS dataset {cfg.tfds_name!r} (split {cfg.tfds_split!r}) is not available in "
+            f"{data_dir or '~/tensorflow_datasets'} and could not be prepared: {reason}. Prepare it where there is "
+            f"internet (tfds build {cfg.tfds_name} --data_dir=DIR), copy DIR here and set "
+            "--config.data.tfds_data_dir=DIR, or train on a folder (--config.data.source=folder --config.data.path=...)"
+        ) from None
+    key = "hr" if "hr" in keys else "image"
+    if key not in keys:
+        raise DataError(f"TFDS dataset {cfg.tfds_name!r} has no 'hr' or 'image' feature (it has {sorted(keys)})")
+
+    def rgb(ex):
+        im = ex[key]
+        return tf.cond(tf.shape(im)[-1] == 1, lambda: tf.image.grayscale_to_rgb(im), lambda: im[..., :3])
+
+    ds = ds.map(rgb, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.filter(lambda im: tf.reduce_min(tf.shape(im)[:2]) >= cfg.crop)
+
+
+def _augment(images: list[tf.Tensor], seed: tf.Tensor) -> list[tf.Tensor]:
+    """The same random flip and 90-degree rotation for every image of the list."""
+    s = tf.random.experimental.stateless_split(seed, 3)
+    flip_lr = tf.random.stateless_uniform([], s[0]) < 0.5
+    flip_ud = tf.random.stateless_uniform([], s[1]) < 0.5
+    k = tf.random.stateless_uniform([], s[2], 0, 4, dtype=tf.int32)
+
+    def one(im):
+        im = tf.cond(flip_lr, lambda: tf.reverse(im, [1]), lambda: im)
+        im = tf.cond(flip_ud, lambda: tf.reverse(im, [0]), lambda: im)
+        return tf.image.rot90(im, k)
+
+    return [one(im) for im in images]
+
+
+def _random_offset(seed: tf.Tensor, size: tf.Tensor, crop: int) -> tf.Tensor:
+    return tf.random.stateless_uniform([], seed, 0, size - crop + 1, dtype=tf.int32)
+
+
+def _to_ranges(lr_u8: tf.Tensor, hr_u8: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    return tf.cast(lr_u8, tf.float32) / 255.0, tf.cast(hr_u8, tf.float32) / 127.5 - 1.0
+
+
+def _degraded_crop(cfg: ml_collections.ConfigDict, scale: int):
+    def fn(seed, hr):
+        s = tf.random.experimental.stateless_split(seed, 3)
+        shape = tf.shape(hr)
+        y, x = _random_offset(s[0], shape[0], cfg.crop), _random_offset(s[1], shape[1], cfg.crop)
+        hr = hr[y:y + cfg.crop, x:x + cfg.crop]
+        if cfg.augment:
+            (hr,) = _augment([hr], s[2])
+        hr = tf.ensure_shape(hr, [cfg.crop, cfg.crop, 3])
+        return _to_ranges(resize(hr, 1 / scale, cfg.degradation), hr)
+
+    return fn
+
+
+def _paired_images(cfg: ml_collections.ConfigDict, scale: int, skipped: SkippedFiles) -> tf.data.Dataset:
+    hr_dir = Path(cfg.path) / "HR" if (Path(cfg.path) / "HR").is_dir() else Path(cfg.path)
+    lr_dir = Path(cfg.lr_dir) if cfg.lr_dir else Path(cfg.path) / "LR"
+    if not lr_dir.is_dir():
+        raise DataError(f"LR folder {lr_dir} does not exist (config.data.lr_dir)")
+    lr_by_name = {p.name: p for p in find_images(lr_dir)}
+    pairs = [(lr_by_name[p.name], p) for p in find_images(hr_dir) if p.name in lr_by_name]
+    if not pairs:
+        raise DataError(f"no image in {hr_dir} has a same-named LR image in {lr_dir}")
+
+    def decode(lr_path: bytes, hr_path: bytes):
+        try:
+            lr, hr = load_image(lr_path.decode()), load_image(hr_path.decode())
+        except ImageError as e:
+            skipped.add(str(e).split(": ", 1)[0], str(e).split(": ", 1)[-1])
+            return np.zeros((0, 0, 3), np.uint8), np.zeros((0, 0, 3), np.uint8)
+        too_big = lr.shape[0] * scale > hr.shape[0] or lr.shape[1] * scale > hr.shape[1]
+        if too_big or min(lr.shape[:2]) < cfg.crop // scale:
+            skipped.add(hr_path.decode(), f"LR {lr.shape[1]}x{lr.shape[0]} does not fit HR {hr.shape[1]}x{hr.shape[0]} "
+                        f"at scale {scale}, or is smaller than the crop")
+            return np.zeros((0, 0, 3), np.uint8), np.zeros((0, 0, 3), np.uint8)
+        return lr, hr
+
+    ds = tf.data.Dataset.from_tensor_slices(([str(a) for a, _ in pairs], [str(b) for _, b in pairs]))
+    ds = ds.map(lambda a, b: tuple(tf.ensure_shape(t, [None, None, 3]) for t in
+                                   tf.numpy_function(decode, [a, b], [tf.uint8, tf.uint8], stateful=False)),
+                num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.filter(lambda lr, hr: tf.size(lr) > 0)
+
+
+def _paired_crop(cfg: ml_collections.ConfigDict, scale: int):
+    lr_crop = cfg.crop // scale
+
+    def fn(seed, images):
+        lr, hr = images
+        s = tf.random.experimental.stateless_split(seed, 3)
+        shape = tf.shape(lr)
+        y, x = _random_offset(s[0], shape[0], lr_crop), _random_offset(s[1], shape[1], lr_crop)
+        lr = lr[y:y + lr_crop, x:x + lr_crop]
+        hr = hr[y * scale:(y + lr_crop) * scale, x * scale:(x + lr_crop) * scale]
+        if cfg.augment:
+            lr, hr = _augment([lr, hr], s[2])
+        return _to_ranges(tf.ensure_shape(lr, [lr_crop, lr_crop, 3]), tf.ensure_shape(hr, [cfg.crop, cfg.crop, 3]))
+
+    return fn
+
+
+def train_dataset(cfg: ml_collections.ConfigDict, scale: int, batch_size: int, seed: int = 0,
+                  skipped: SkippedFiles | None = None) -> tf.data.Dataset:
+    """An endless, shuffled, augmented dataset of `(lr, hr)` batches (see the module docstring).
+
+    `cfg` is `config.data`. Unusable files are skipped and recorded in `skipped`; DataError when the source
+    has no usable image at all.
+    """
+    skipped = SkippedFiles() if skipped is None else skipped
+    if cfg.source == "paired":
+        images, make_pair = _paired_images(cfg, scale, skipped), _paired_crop(cfg, scale)
+    else:
+        images = _tfds_images(cfg) if cfg.source == "tfds" else _decode_files(hr_paths(cfg, skipped), skipped)
+        make_pair = _degraded_crop(cfg, scale)
+    if cfg.cache == "memory":
+        images = images.cache()
+    elif cfg.cache != "none":
+        images = images.cache(cfg.cache)
+    images = images.repeat().shuffle(cfg.shuffle_buffer, seed=seed)
+    seeds = tf.data.Dataset.random(seed=seed).batch(2)
+    ds = tf.data.Dataset.zip(seeds, images).map(make_pair, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def validation_images(cfg: ml_collections.ConfigDict, scale: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Whole validation images as `(name, lr uint8 [h, w, 3], hr uint8 [scale*h, scale*w, 3])`.
+
+    From `cfg.val_dir` (a benchmark folder with HR/ and, if present, LR_bicubic_x<scale>/), else the held-out
+    sample photos; HR is cropped to a multiple of `scale` and LR made with the configured degradation when
+    the folder has none. At most `cfg.val_max_images` images.
+    """
+    if cfg.val_dir:
+        hr_files = find_images(Path(cfg.val_dir) / "HR")
+        lr_dir = Path(cfg.val_dir) / f"LR_bicubic_x{scale}"
+    else:
+        hr_files, lr_dir = [sample_dir() / n for n in SAMPLE_VAL], None
+    out = []
+    for path in hr_files[: cfg.val_max_images]:
+        hr = load_image(path)
+        hr = hr[: hr.shape[0] - hr.shape[0] % scale, : hr.shape[1] - hr.shape[1] % scale]
+        if lr_dir is not None and (lr_dir / path.name).is_file():
+            lr = load_image(lr_dir / path.name)
+        else:
+            lr = resize(hr, 1 / scale, cfg.degradation).numpy()
+        out.append((path.stem, lr, hr))
+    if not out:
+        raise DataError(f"validation folder {cfg.val_dir}/HR has no image")
+    return out

@@ -1,0 +1,184 @@
+"""Trains SRResNet and SRGAN: `python -m srgan_tf.train --config=configs/srgan.py --workdir=runs/srgan`.
+
+Both flags are optional (defaults: configs/quickstart.py, runs/<config name>). Config values are overridden
+with `--config.KEY=VALUE`. Re-running the same command on the same workdir resumes where it stopped; a
+finished phase is not redone. The workdir receives:
+  checkpoints/<phase>/   G, D, both optimizers (their iteration count is the phase's step)
+  tensorboard/           losses, metrics, learning rate, validation PSNR/SSIM, sample images
+  samples/               side-by-side PNGs (LR nearest | bicubic | SR | HR) at the end of each phase
+  generator_<phase>.keras, generator.keras (the last phase's), config.json
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+from pathlib import Path
+
+import keras
+import ml_collections
+import tensorflow as tf
+from absl import app, flags
+from ml_collections import config_flags
+
+from srgan_tf import data
+from srgan_tf.callbacks import PhaseProgress, Summaries
+from srgan_tf.config import ConfigError, phases_of, validate
+from srgan_tf.images import atomic_write
+from srgan_tf.losses import WeightsUnavailableError, make_content_loss
+from srgan_tf.models import build_discriminator, build_generator
+from srgan_tf.srgan import SRGAN
+
+log = logging.getLogger("srgan_tf")
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "quickstart.py"
+USER_ERRORS = (ConfigError, data.DataError, WeightsUnavailableError, OSError)
+EXIT_INTERRUPTED = 130
+
+
+class Interrupted(Exception):  # noqa: N818 (a signal, not an error)
+    """Training stopped on SIGTERM/SIGINT after writing a checkpoint."""
+
+
+def _learning_rate(p: ml_collections.ConfigDict):
+    if not p.lr_decay_steps:
+        return p.learning_rate
+    return keras.optimizers.schedules.PiecewiseConstantDecay(
+        [p.lr_decay_steps], [p.learning_rate, p.learning_rate * p.lr_decay_factor])
+
+
+def _save_generator(generator: keras.Model, path: Path) -> None:
+    atomic_write(path, lambda tmp: generator.save(tmp))
+
+
+def train_phase(name: str, config: ml_collections.ConfigDict, workdir: Path, generator: keras.Model,
+                discriminator: keras.Model, dataset: tf.data.Dataset, val_images, writer,
+                init_from: str | None) -> dict:
+    """Runs (or resumes, or skips if finished) one phase; returns its summary."""
+    p = config[name]
+    opt_args = dict(config.optimizer)
+    g_opt = keras.optimizers.Adam(_learning_rate(p), **opt_args)
+    d_opt = keras.optimizers.Adam(_learning_rate(p), **opt_args)
+    g_opt.build(generator.trainable_variables)
+    d_opt.build(discriminator.trainable_variables)
+    ckpt = tf.train.Checkpoint(generator=generator, discriminator=discriminator, g_optimizer=g_opt, d_optimizer=d_opt)
+    manager = tf.train.CheckpointManager(ckpt, str(workdir / "checkpoints" / name),
+                                         max_to_keep=config.train.keep_checkpoints)
+    step = g_opt.iterations
+    if manager.latest_checkpoint:
+        ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        log.info("%s: resuming from %s at step %d", name, manager.latest_checkpoint, int(step))
+    elif init_from:
+        tf.train.Checkpoint(generator=generator, discriminator=discriminator).restore(init_from).expect_partial()
+        log.info("%s: generator initialised from %s", name, init_from)
+
+    summary = {"phase": name, "steps": p.steps, "checkpoint": manager.latest_checkpoint}
+    if int(step) >= p.steps:
+        log.info("%s: already finished (step %d of %d), not redone", name, int(step), p.steps)
+        return summary | {"skipped": True}
+
+    model = SRGAN(generator, discriminator, make_content_loss(p.content_loss, config.loss.vgg_weights,
+                                                              config.loss.vgg_feature_scale), p.adversarial_weight)
+    model.compile(g_optimizer=g_opt, d_optimizer=d_opt)
+    progress = PhaseProgress(manager, step, p.steps, config.train.checkpoint_every)
+    summaries = Summaries(writer, step, name, val_images, config.model.scale, config.train.eval_every,
+                          workdir / "samples")
+    every = config.train.log_every
+    start, t0 = int(step), time.time()
+    print(f"{name}: steps {start}..{p.steps}, content loss {p.content_loss}, adversarial weight "
+          f"{p.adversarial_weight}", flush=True)
+    model.fit(dataset, epochs=-(-p.steps // every), initial_epoch=start // every, steps_per_epoch=every,
+              callbacks=[progress, summaries], verbose=config.train.verbose)
+    if progress.interrupted:
+        raise Interrupted(f"{progress.interrupted} at {name} step {int(step)}; checkpoint {manager.latest_checkpoint}")
+    _save_generator(generator, workdir / f"generator_{name}.keras")
+    return summary | {"checkpoint": manager.latest_checkpoint, "steps_run": int(step) - start,
+                      "seconds": round(time.time() - t0, 1), **summaries.last_eval}
+
+
+def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
+    """Trains every configured phase in `workdir`; returns a summary of what was done and written."""
+    validate(config)
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    atomic_write(workdir / "config.json", lambda tmp: Path(tmp).write_text(config.to_json_best_effort(indent=2)))
+    keras.utils.set_random_seed(config.seed)
+
+    scale = config.model.scale
+    generator = build_generator(config.model.num_blocks, config.model.filters, scale, config.model.bn_momentum)
+    discriminator = build_discriminator(config.data.crop, config.model.bn_momentum)
+    skipped = data.SkippedFiles()
+    dataset = data.train_dataset(config.data, scale, config.train.batch_size, config.seed, skipped)
+    val_images = data.validation_images(config.data, scale)
+    writer = tf.summary.create_file_writer(str(workdir / "tensorboard"))
+
+    phases, init_from = [], None
+    for name in phases_of(config):
+        phases.append(train_phase(name, config, workdir, generator, discriminator, dataset, val_images, writer,
+                                  init_from))
+        init_from = phases[-1]["checkpoint"]
+    _save_generator(generator, workdir / "generator.keras")
+    return {"workdir": str(workdir), "phases": phases, "generator": str(workdir / "generator.keras"),
+            "tensorboard": str(workdir / "tensorboard"), "samples": str(workdir / "samples"),
+            "skipped_files": dict(skipped.reasons)}
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", force=True)
+    FLAGS = flags.FLAGS  # noqa: N806 (absl's conventional name)
+    config_file = config_flags.get_config_filename(FLAGS["config"])
+    try:
+        config = FLAGS.config
+        config.keys()  # an unloadable file yields a placeholder that raises on first use
+    except Exception as e:  # config_flags wraps whatever the config file raised
+        reason = [line.strip() for line in str(e).splitlines() if line.strip()][-1]
+        print(f"error: cannot load config file {config_file}: {reason}", file=sys.stderr)
+        return 2
+    workdir = FLAGS.workdir or str(Path("runs") / Path(config_file).stem)
+    try:
+        summary = run(config, workdir)
+    except Interrupted as e:
+        print(f"interrupted: {e}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except USER_ERRORS as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _flag_error(argv: list[str], e: Exception) -> str:
+    if isinstance(e, (AttributeError, KeyError)):
+        lines = str(e.args[0] if e.args else e).replace("\\n", "\n").splitlines() or [""]
+        overrides = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")]
+        bad = next((o for o in overrides if any(re.search(rf"\b{re.escape(k)}\b", lines[0]) for k in o.split(".")[1:])),
+                   overrides[0] if overrides else "--config")
+        hint = lines[1].strip("'\"") if len(lines) > 1 else ""
+        return f"error: {bad}: no such config key" + (f" ({hint})" if hint else "")
+    return f"error: {type(e).__name__}: {str(e).strip().splitlines()[0]}"
+
+
+def cli() -> None:
+    """The command line; a bad flag or config override ends in a one-line error and exit status 1."""
+    try:
+        # config_flags already applies the --config.* overrides of sys.argv while defining the flag.
+        config_flags.DEFINE_config_file("config", str(DEFAULT_CONFIG), "Experiment config file.", lock_config=True)
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        sys.exit(_flag_error(sys.argv, e))
+    flags.DEFINE_string("workdir", None, "Output folder (default: runs/<config file name>).")
+
+    def parse(argv: list[str]) -> list[str]:
+        try:
+            return flags.FLAGS(argv)
+        except Exception as e:  # a bad flag, override, or config file (which is code, and may raise anything)
+            sys.exit(_flag_error(argv, e))
+
+    app.run(main, flags_parser=parse)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,167 @@
+"""Training: the train_step, a whole run of both phases, and resuming after a kill."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from srgan_tf import train
+from srgan_tf.config import base_config
+from srgan_tf.losses import pixel_mse
+from srgan_tf.models import build_discriminator, build_generator
+from srgan_tf.srgan import SRGAN
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--config.model.num_blocks=2", "--config.model.filters=16", "--config.data.crop=32",
+        "--config.train.batch_size=4", "--config.train.verbose=2"]
+
+
+def tiny_config(srresnet_steps=30, srgan_steps=4):
+    c = base_config()
+    c.data.source = "sample"
+    c.model.num_blocks, c.model.filters, c.data.crop = 2, 16, 32
+    c.data.val_max_images = 1
+    c.train.batch_size, c.train.log_every, c.train.checkpoint_every = 4, 10, 10
+    c.train.eval_every, c.train.verbose = 0, 0
+    c.srresnet.steps, c.srresnet.learning_rate = srresnet_steps, 1e-3
+    c.srgan.steps, c.srgan.content_loss, c.srgan.lr_decay_steps = srgan_steps, "mse", 2
+    return c
+
+
+def _batch(seed=0, n=4, size=32, scale=4):
+    """Smooth random HR images in [-1, 1] and their box-downscaled LR in [0, 1]: a learnable mapping."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size] / size
+    freq, phase = rng.uniform(0.5, 2, (n, 1, 1, 3)), rng.uniform(0, 6, (n, 1, 1, 3))
+    hr = (0.8 * np.sin(2 * np.pi * freq * (x + y)[None, ..., None] + phase)).astype(np.float32)
+    lr = ((hr + 1) / 2).reshape(n, size // scale, scale, size // scale, scale, 3).mean(axis=(2, 4))
+    return lr.astype(np.float32), hr
+
+
+def _model(adversarial_weight):
+    keras.utils.set_random_seed(0)
+    g, d = build_generator(2, 16), build_discriminator(32)
+    model = SRGAN(g, d, pixel_mse, adversarial_weight)
+    model.compile(keras.optimizers.Adam(1e-3, beta_1=0.9), keras.optimizers.Adam(1e-3, beta_1=0.9))
+    return model
+
+
+def test_srresnet_step_trains_g_only_and_loss_falls():
+    model = _model(0.0)
+    d_before = [w.numpy().copy() for w in model.discriminator.weights]
+    lr, hr = _batch()
+    ds = tf.data.Dataset.from_tensors((lr, hr)).repeat()
+    history = model.fit(ds, epochs=4, steps_per_epoch=10, verbose=0).history
+    assert set(history) == {"g_loss", "content_loss", "psnr"}
+    assert history["content_loss"][-1] < 0.5 * history["content_loss"][0]
+    for before, after in zip(d_before, model.discriminator.weights, strict=True):
+        np.testing.assert_array_equal(before, after.numpy())
+    assert int(model.g_optimizer.iterations) == 40
+
+
+def test_srgan_step_updates_d_then_g_and_reports_the_papers_metrics():
+    model = _model(1e-3)
+    lr, hr = _batch(1)
+    g_before = [w.numpy().copy() for w in model.generator.trainable_weights]
+    d_before = [w.numpy().copy() for w in model.discriminator.trainable_weights]
+    logs = model.train_on_batch(lr, hr, return_dict=True)
+    assert {"g_loss", "d_loss", "content_loss", "adv_loss", "d_real", "d_fake", "psnr"} <= set(logs)
+    assert 0 < logs["d_real"] < 1 and 0 < logs["d_fake"] < 1
+    assert logs["g_loss"] == pytest.approx(logs["content_loss"] + 1e-3 * logs["adv_loss"], rel=1e-5)
+    assert any(not np.array_equal(b, a.numpy()) for b, a in zip(g_before, model.generator.trainable_weights,
+                                                              strict=True))
+    assert any(not np.array_equal(b, a.numpy()) for b, a in zip(d_before, model.discriminator.trainable_weights,
+                                                              strict=True))
+    assert int(model.g_optimizer.iterations) == 1 and int(model.d_optimizer.iterations) == 1
+
+
+def _scalars(tb_dir: Path, tag: str) -> dict[int, float]:
+    out = {}
+    for f in tb_dir.glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(f)):
+            for v in event.summary.value:
+                if v.tag == tag:
+                    out[event.step] = float(tf.make_ndarray(v.tensor))
+    return out
+
+
+def test_run_trains_both_phases_and_writes_everything(tmp_path):
+    summary = train.run(tiny_config(srresnet_steps=40, srgan_steps=4), tmp_path)
+    assert [p["phase"] for p in summary["phases"]] == ["srresnet", "srgan"]
+    content = _scalars(tmp_path / "tensorboard", "srresnet/content_loss")
+    assert sorted(content) == [10, 20, 30, 40]
+    assert content[40] < content[10]
+    assert _scalars(tmp_path / "tensorboard", "srgan/d_loss")
+    assert "srgan/val_psnr" in {v.tag for f in (tmp_path / "tensorboard").glob("events*")
+                                for e in tf.compat.v1.train.summary_iterator(str(f)) for v in e.summary.value}
+    assert (tmp_path / "checkpoints" / "srresnet" / "ckpt-40.index").exists()
+    assert (tmp_path / "checkpoints" / "srgan" / "ckpt-4.index").exists()
+    assert (tmp_path / "samples" / "srgan_coffee.png").exists()
+    g = keras.models.load_model(tmp_path / "generator.keras")  # safe mode
+    assert g.output_shape == (None, None, None, 3)
+    assert json.loads((tmp_path / "config.json").read_text())["srresnet"]["steps"] == 40
+
+    again = train.run(tiny_config(srresnet_steps=40, srgan_steps=4), tmp_path)
+    assert all(p.get("skipped") for p in again["phases"])  # a finished phase is not redone
+
+
+def _train_cmd(workdir, *extra):
+    return [sys.executable, "-m", "srgan_tf.train", f"--workdir={workdir}", *TINY, *extra]
+
+
+def test_killed_run_resumes_with_the_step_count_continuing(tmp_path):
+    args = ["--config.phases=srresnet", "--config.srresnet.steps=400", "--config.train.checkpoint_every=5",
+            "--config.train.log_every=5", "--config.train.eval_every=0", "--config.data.val_max_images=1"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen(_train_cmd(tmp_path, *args), cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    state = tmp_path / "checkpoints" / "srresnet" / "checkpoint"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (state.exists() and "ckpt-10" in state.read_text()):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert state.exists(), "no checkpoint was written before the kill"
+    killed_at = int(tf.train.latest_checkpoint(str(state.parent)).rsplit("-", 1)[1])
+    assert 10 <= killed_at < 400
+
+    done = subprocess.run(_train_cmd(tmp_path, *args[:1], "--config.srresnet.steps=" + str(killed_at + 10),
+                                     *args[2:]), cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"resuming from {state.parent}/ckpt-{killed_at} at step {killed_at}" in done.stderr
+    assert f"srresnet: steps {killed_at}..{killed_at + 10}" in done.stdout
+    summary = json.loads(done.stdout[done.stdout.index("{"):])
+    assert summary["phases"][0]["steps_run"] == 10  # continued, not restarted
+    assert tf.train.latest_checkpoint(str(state.parent)).endswith(f"ckpt-{killed_at + 10}")
+
+
+@pytest.mark.parametrize("override,key", [
+    ("--config.srresnet.steps=-5", "srresnet.steps"),
+    ("--config.train.no_such_key=1", "train.no_such_key"),
+    ("--config.model.scale=3", "model.scale"),
+    ("--config.data.crop=30", "data.crop"),
+])
+def test_bad_config_is_a_one_line_error(tmp_path, override, key):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    res = subprocess.run(_train_cmd(tmp_path, override), cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode != 0
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and key in errors[0], res.stderr[-2000:]
+    assert "Traceback" not in res.stderr
+
+
+def test_missing_data_folder_is_a_one_line_error(tmp_path):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    res = subprocess.run(_train_cmd(tmp_path, "--config.data.source=folder", f"--config.data.path={tmp_path}/nope"),
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2
+    assert "error: config.data.path: folder" in res.stderr and "Traceback" not in res.stderr

@@ -12,29 +12,19 @@ import numpy as np
 import tensorflow as tf
 
 from srgan_tf import metrics
+from srgan_tf.evaluate import comparison_image
 from srgan_tf.images import save_image
 from srgan_tf.imresize import imresize
+from srgan_tf.loader import upscaler_from_keras
 
 log = logging.getLogger(__name__)
 
 
-def generator_to_uint8(sr) -> np.ndarray:
-    """Generator output in [-1, 1] -> uint8 [0, 255], rounded and clipped."""
-    return np.clip(np.round((np.asarray(sr, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
-
-
-def upscale(generator: keras.Model, lr: np.ndarray) -> np.ndarray:
-    """uint8 [h, w, 3] -> uint8 [s*h, s*w, 3] with the generator in inference mode."""
-    return generator_to_uint8(generator(lr[None].astype(np.float32) / 255.0, training=False)[0])
-
-
 def side_by_side(lr: np.ndarray, sr: np.ndarray, hr: np.ndarray) -> np.ndarray:
-    """One uint8 row: LR (nearest) | bicubic | SR | HR, all at HR size."""
+    """LR (nearest) | bicubic | SR | HR at HR size, with a zoomed crop below (see evaluate.comparison_image)."""
     s = hr.shape[0] // lr.shape[0]
     nearest = np.repeat(np.repeat(lr, s, axis=0), s, axis=1)
-    bicubic = imresize(lr, s).numpy()
-    gap = np.full((hr.shape[0], 4, 3), 255, np.uint8)
-    return np.concatenate([nearest, gap, bicubic, gap, sr, gap, hr], axis=1)
+    return comparison_image((nearest, imresize(lr, s).numpy(), sr, hr), ("LR (nearest)", "bicubic", "SR", "HR"))
 
 
 class PhaseProgress(keras.callbacks.Callback):
@@ -107,11 +97,11 @@ class Summaries(keras.callbacks.Callback):
 
     def evaluate(self, step: int) -> dict[str, float]:
         """Y-channel PSNR/SSIM (the literature's protocol) of G on the validation images, logged at `step`."""
-        generator = self.model.generator
+        upscaler = upscaler_from_keras(self.model.generator, self.scale, name=self.phase)
         psnrs, ssims, self._rows = [], [], {}
         with self.writer.as_default(step=step):
             for i, (name, lr, hr) in enumerate(self.val_images):
-                sr = upscale(generator, lr)
+                sr = upscaler(lr)
                 psnr, ssim = metrics.psnr_ssim(sr, hr, shave=self.scale)
                 psnrs.append(psnr)
                 ssims.append(ssim)

@@ -60,7 +60,11 @@ def _probe(path: Path, min_side: int, skipped: SkippedFiles, max_pixels: int) ->
     try:
         with Image.open(path) as im:
             w, h = im.size
-            im.verify()
+            if w * h <= max_pixels:
+                im.verify()
+    except Image.DecompressionBombError:
+        skipped.add(str(path), "more pixels than Pillow's decompression-bomb limit")
+        return False
     except Exception as e:  # PIL raises many kinds of errors for bad files
         skipped.add(str(path), f"not a readable image ({type(e).__name__})")
         return False

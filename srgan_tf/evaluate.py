@@ -16,6 +16,7 @@ import json
 import math
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -106,18 +107,18 @@ def _crop_box(hr: np.ndarray) -> tuple[int, int, int]:
     return best[1], best[2], side
 
 
-def comparison_image(bicubic: np.ndarray, sr: np.ndarray, hr: np.ndarray,
-                     labels: tuple[str, str, str] = ("bicubic", "model", "HR"), gap: int = 8) -> np.ndarray:
-    """uint8 [16 + H + gap + Z, 3W + 2 gap, 3]: bicubic | model | HR side by side, each labelled, the full
+def comparison_image(images: Sequence[np.ndarray], labels: Sequence[str], gap: int = 8) -> np.ndarray:
+    """uint8 [16 + H + gap + Z, n W + (n - 1) gap, 3]: the n images side by side, each labelled, the full
     image (crop boxed in red) above the same detailed crop enlarged (nearest neighbour) to Z <= W pixels.
-    The three inputs are uint8 [H, W, 3] of the same shape."""
-    h, w = hr.shape[:2]
-    top, left, side = _crop_box(hr)
+    The inputs are uint8 [H, W, 3] of one shape; the crop is chosen on the last one (the reference)."""
+    h, w = images[-1].shape[:2]
+    top, left, side = _crop_box(images[-1])
     zoomed = side * max(1, w // side)
     header = 16
-    canvas = Image.new("RGB", (3 * w + 2 * gap, header + h + gap + zoomed), "white")
+    n = len(images)
+    canvas = Image.new("RGB", (n * w + (n - 1) * gap, header + h + gap + zoomed), "white")
     draw = ImageDraw.Draw(canvas)
-    for i, (img, label) in enumerate(zip((bicubic, sr, hr), labels, strict=True)):
+    for i, (img, label) in enumerate(zip(images, labels, strict=True)):
         x0 = i * (w + gap)
         draw.text((x0 + 2, 2), label, fill="black")
         canvas.paste(Image.fromarray(img), (x0, header))
@@ -180,7 +181,7 @@ def evaluate(
         per_image.append({"name": names.get(rel.as_posix(), rel.stem), "file": rel.as_posix(),
                           "psnr": _finite(psnr), "ssim": ssim, "grayscale": is_gray})
         if out_dir is not None and save_images:
-            panel = comparison_image(imresize(lr, scale).numpy(), sr, hr, ("bicubic", upscaler.name, "HR"))
+            panel = comparison_image((imresize(lr, scale).numpy(), sr, hr), ("bicubic", upscaler.name, "HR"))
             save_image(out_dir / "images" / rel.with_suffix(".png"), panel)
 
     psnrs = [r["psnr"] for r in per_image]

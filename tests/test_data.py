@@ -1,0 +1,167 @@
+"""Input pipelines: shapes, ranges, LR/HR alignment, determinism, sources, and every kind of bad file."""
+
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from srgan_tf import data
+from srgan_tf.config import base_config
+from srgan_tf.images import load_image
+from srgan_tf.imresize import imresize
+
+
+def _cfg(**kw):
+    c = base_config().data
+    c.crop, c.shuffle_buffer = 32, 8
+    for k, v in kw.items():
+        c[k] = v
+    return c
+
+
+def _photo(h=64, w=80, seed=0):
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    base = np.stack([np.sin(x / 5 + seed), np.cos(y / 7), np.sin((x + y) / 9)], -1) * 100 + 128
+    return np.clip(base + rng.normal(0, 10, base.shape), 0, 255).astype(np.uint8)
+
+
+def _png_header_only(path: Path, w: int, h: int):
+    """A PNG whose header claims w x h pixels (a decompression bomb), with one tiny IDAT chunk."""
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 10))
+                     + chunk(b"IEND", b""))
+
+
+def test_batches_have_the_papers_ranges_and_lr_is_the_degradation_of_its_own_hr():
+    ds = data.train_dataset(_cfg(source="sample", crop=96), scale=4, batch_size=4, seed=1)
+    lr, hr = (t.numpy() for t in next(iter(ds)))
+    assert lr.shape == (4, 24, 24, 3) and hr.shape == (4, 96, 96, 3)
+    assert lr.dtype == np.float32 and hr.dtype == np.float32
+    assert 0 <= lr.min() and lr.max() <= 1 and -1 <= hr.min() and hr.max() <= 1
+    hr_u8 = np.round((hr + 1) * 127.5).astype(np.uint8)
+    np.testing.assert_array_equal(np.round(lr * 255).astype(np.uint8), imresize(hr_u8, 1 / 4).numpy())
+
+
+def test_same_seed_same_batches_other_seed_other_batches():
+    def first(seed):
+        return next(iter(data.train_dataset(_cfg(source="sample"), 4, 2, seed)))[1].numpy()
+    np.testing.assert_array_equal(first(3), first(3))
+    assert not np.array_equal(first(3), first(4))
+
+
+@pytest.mark.parametrize("degradation", ["pil", "tf"])
+def test_other_degradations_are_options(degradation):
+    lr, hr = next(iter(data.train_dataset(_cfg(source="sample", degradation=degradation), 4, 2, 0)))
+    assert lr.shape == (2, 8, 8, 3) and hr.shape == (2, 32, 32, 3)
+
+
+def _bad_folder(root: Path) -> dict[str, str]:
+    """Every kind of file a user's folder may hold. Returns {file name: 'ok' | 'skip'}."""
+    sub = root / "nested" / "deeper"
+    sub.mkdir(parents=True)
+    kinds = {}
+    Image.fromarray(_photo(seed=1)).save(root / "good.png"); kinds["good.png"] = "ok"
+    Image.fromarray(_photo(seed=2)).save(sub / "good.jpg", quality=95); kinds["good.jpg"] = "ok"
+    Image.fromarray(_photo(seed=3)).save(sub / "good.bmp"); kinds["good.bmp"] = "ok"
+    Image.fromarray(_photo(seed=4)).save(root / "good.webp", lossless=True); kinds["good.webp"] = "ok"
+    Image.fromarray(_photo()[..., 0]).save(root / "gray.png"); kinds["gray.png"] = "ok"
+    Image.fromarray(_photo()).convert("P").save(root / "palette.png"); kinds["palette.png"] = "ok"
+    Image.fromarray(np.dstack([_photo(), np.full((64, 80), 128, np.uint8)])).save(root / "rgba.png")
+    kinds["rgba.png"] = "ok"
+    Image.fromarray((_photo()[..., 0].astype(np.uint16) * 257)).save(root / "sixteen.png")
+    kinds["sixteen.png"] = "ok"
+    Image.fromarray(_photo()).convert("CMYK").save(root / "cmyk.jpg"); kinds["cmyk.jpg"] = "ok"
+    full = (root / "good.png").read_bytes()
+    (root / "truncated.png").write_bytes(full[: len(full) // 2]); kinds["truncated.png"] = "skip"
+    jpg = (sub / "good.jpg").read_bytes()
+    (root / "truncated.jpg").write_bytes(jpg[: len(jpg) // 3]); kinds["truncated.jpg"] = "skip"
+    (root / "empty.png").write_bytes(b""); kinds["empty.png"] = "skip"
+    (root / "notes.png").write_text("this is not an image\n"); kinds["notes.png"] = "skip"
+    Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(root / "one_pixel.png"); kinds["one_pixel.png"] = "skip"
+    _png_header_only(root / "bomb.png", 20000, 20000); kinds["bomb.png"] = "skip"
+    os.symlink(root / "loop.png", root / "loop.png"); kinds["loop.png"] = "skip"
+    os.symlink(root, sub / "back_to_root")  # a folder loop: must not be followed forever
+    (root / "readme.txt").write_text("ignored: not an image extension")
+    return kinds
+
+
+def test_a_folder_of_every_kind_of_file_trains_on_the_good_ones_and_names_each_bad_one_once(tmp_path, caplog):
+    kinds = _bad_folder(tmp_path)
+    skipped = data.SkippedFiles()
+    ds = data.train_dataset(_cfg(source="folder", path=str(tmp_path), shuffle_buffer=2), 4, 4, 0, skipped)
+    it = iter(ds)
+    for _ in range(12):  # several passes over the folder
+        lr, hr = next(it)
+        assert lr.shape == (4, 8, 8, 3) and hr.shape == (4, 32, 32, 3)
+    names = {Path(p).name for p in skipped.reasons}
+    assert names == {n for n, k in kinds.items() if k == "skip"}
+    for name in names:
+        assert sum(name in rec.getMessage() for rec in caplog.records) == 1, name
+    assert "pixel" in next(r for p, r in skipped.reasons.items() if p.endswith("bomb.png"))
+
+
+def test_decoding_makes_every_kind_of_image_rgb_uint8(tmp_path):
+    kinds = _bad_folder(tmp_path)
+    for name, kind in kinds.items():
+        if kind == "ok":
+            path = next(tmp_path.rglob(name))
+            im = load_image(path)
+            assert im.dtype == np.uint8 and im.shape == (64, 80, 3), name
+    sixteen = load_image(tmp_path / "sixteen.png")
+    np.testing.assert_array_equal(sixteen[..., 0], _photo()[..., 0])  # 16-bit scaled back to 8 bits exactly
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    im = Image.fromarray(_photo(40, 60))
+    exif = im.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise when displayed
+    im.save(tmp_path / "rotated.jpg", exif=exif)
+    assert load_image(tmp_path / "rotated.jpg").shape == (60, 40, 3)
+
+
+def test_a_folder_without_usable_images_is_one_error_naming_it(tmp_path):
+    (tmp_path / "notes.png").write_text("no")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "small.png")
+    with pytest.raises(data.DataError, match=str(tmp_path)):
+        data.train_dataset(_cfg(source="folder", path=str(tmp_path)), 4, 2)
+    with pytest.raises(data.DataError, match="does not exist"):
+        data.train_dataset(_cfg(source="folder", path=str(tmp_path / "missing")), 4, 2)
+
+
+def test_paired_folders_are_matched_by_name_and_cropped_in_alignment(tmp_path):
+    (tmp_path / "HR").mkdir()
+    (tmp_path / "LR").mkdir()
+    for i in range(3):
+        hr = _photo(64, 96, seed=i)
+        Image.fromarray(hr).save(tmp_path / "HR" / f"{i}.png")
+        # An LR that is a plain 4x4 box average, so alignment can be checked exactly.
+        Image.fromarray(hr.reshape(16, 4, 24, 4, 3).mean(axis=(1, 3)).round().astype(np.uint8)).save(
+            tmp_path / "LR" / f"{i}.png")
+    Image.fromarray(_photo()).save(tmp_path / "HR" / "unpaired.png")
+    lr, hr = next(iter(data.train_dataset(_cfg(source="paired", path=str(tmp_path)), 4, 6, 0)))
+    lr_u8 = np.round(lr.numpy() * 255)
+    hr_u8 = np.round((hr.numpy() + 1) * 127.5)
+    np.testing.assert_array_equal(lr_u8, hr_u8.reshape(6, 8, 4, 8, 4, 3).mean(axis=(2, 4)).round())
+
+
+def test_missing_tfds_dataset_says_how_to_get_it(tmp_path):
+    cfg = _cfg(source="tfds", tfds_name="div2k/bicubic_x4", tfds_data_dir=str(tmp_path), tfds_download=False)
+    with pytest.raises(data.DataError) as err:
+        data.train_dataset(cfg, 4, 2)
+    message = str(err.value)
+    assert "div2k/bicubic_x4" in message and str(tmp_path) in message and "tfds build" in message
+    assert "\n" not in message
+
+
+def test_validation_images_from_a_benchmark_folder(shared_data):
+    images = data.validation_images(_cfg(val_dir=str(shared_data / "Set5")), 4)
+    assert [n for n, _, _ in images] == [f"img_00{i}" for i in range(1, 6)]
+    for _, lr, hr in images:
+        assert lr.dtype == np.uint8 and hr.shape == (lr.shape[0] * 4, lr.shape[1] * 4, 3)

@@ -90,7 +90,7 @@ def train_phase(name: str, config: ml_collections.ConfigDict, workdir: Path, gen
     print(f"{name}: steps {start}..{p.steps}, content loss {p.content_loss}, adversarial weight "
           f"{p.adversarial_weight}", flush=True)
     model.fit(dataset, epochs=-(-p.steps // every), initial_epoch=start // every, steps_per_epoch=every,
-              callbacks=[progress, summaries], verbose=config.train.verbose)
+              callbacks=[progress, summaries], verbose=config.train.verbose, shuffle=False)
     if progress.interrupted:
         raise Interrupted(f"{progress.interrupted} at {name} step {int(step)}; checkpoint {manager.latest_checkpoint}")
     _save_generator(generator, workdir / f"generator_{name}.keras")

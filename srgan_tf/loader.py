@@ -144,15 +144,17 @@ def tflite_interpreter(model_path: str | None = None, model_content: bytes | Non
     import warnings
 
     try:
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+        from ai_edge_litert import interpreter as litert
+
+        interpreter_class, resolvers = litert.Interpreter, litert.OpResolverType
     except ImportError:
-        Interpreter, OpResolverType = tf.lite.Interpreter, tf.lite.experimental.OpResolverType
-    resolver = OpResolverType.AUTO if delegates else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        interpreter_class, resolvers = tf.lite.Interpreter, tf.lite.experimental.OpResolverType
+    resolver = resolvers.AUTO if delegates else resolvers.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
-        return Interpreter(model_path=model_path, model_content=model_content,
-                           num_threads=num_threads or os.cpu_count() or 1,
-                           experimental_op_resolver_type=resolver)
+        return interpreter_class(model_path=model_path, model_content=model_content,
+                                 num_threads=num_threads or os.cpu_count() or 1,
+                                 experimental_op_resolver_type=resolver)
 
 
 def _artifact_name(path: Path) -> str:
@@ -165,7 +167,8 @@ def _check_artifact(upscaler: Upscaler, spec: str, scale: int) -> Upscaler:
     try:
         got = upscaler(np.zeros((_PROBE_SIZE, _PROBE_SIZE, 3), np.uint8)).shape
     except Exception as e:  # any failure here means the model is unusable
-        raise ModelLoadError(f"{spec}: fails on a {_PROBE_SIZE}x{_PROBE_SIZE} test image ({_first_line(e)})") from None
+        raise ModelLoadError(f"{spec}: fails on a {_PROBE_SIZE}x{_PROBE_SIZE} test image "
+                             f"({_first_line(e)})") from None
     if got != (scale * _PROBE_SIZE, scale * _PROBE_SIZE, 3):
         raise ModelLoadError(f"{spec}: upscales {_PROBE_SIZE}x{_PROBE_SIZE} to {got[0]}x{got[1]}x{got[2]}, "
                              f"which is not the requested {scale}x")
@@ -271,7 +274,8 @@ def load_upscaler(spec: str, scale: int = 4) -> Upscaler:
 
     `spec` is "bicubic" (MATLAB-compatible bicubic interpolation, see srgan_tf.imresize) or the path of a
     `.keras` generator mapping [N, h, w, 3] in [0, 1] to [N, scale*h, scale*w, 3] in [-1, 1] (loaded in
-    Keras' safe mode). Raises ModelLoadError (one-line message) for a missing, corrupt or unsupported
+    Keras' safe mode), or of a SavedModel folder or `.tflite` file written by `python -m export` (both map
+    [0, 1] to [0, 1]; see export/). Raises ModelLoadError (one-line message) for a missing, corrupt or unsupported
     spec, a model that is not such a generator, or one whose factor is not `scale`.
     """
     if isinstance(scale, bool) or not isinstance(scale, int | np.integer) or scale < 1:

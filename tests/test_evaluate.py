@@ -111,8 +111,8 @@ def test_set_without_lr_files_crops_hr_and_degrades_it(tiny_set, tmp_path):
         (["--model={models}/truncated.keras", "--data={tmp}/empty"], "truncated or corrupt"),
         (["--model={models}/disc.keras", "--data={tmp}/empty"], "not a generator"),
         (["--model={models}/g2.keras", "--data={tmp}/empty"], "not the requested 4x"),
-        (["--model={models}/saved", "--data={tmp}/empty"], "SavedModel models are not supported yet"),
-        (["--model={models}/model.tflite", "--data={tmp}/empty"], "TFLite models are not supported yet"),
+        (["--model={models}/saved", "--data={tmp}/empty"], "cannot load SavedModel"),
+        (["--model={models}/model.tflite", "--data={tmp}/empty"], "cannot load TFLite model"),
         (["--model={models}", "--data={tmp}/empty"], "not a SavedModel"),
     ],
 )

@@ -40,6 +40,9 @@ def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.phases = "srresnet,srgan"  # comma-separated, run in this order
+    # Benchmark folders (comma-separated) to evaluate each phase's generator on after training; missing
+    # folders are skipped with a warning. Reports go to <workdir>/eval/<phase>/<set>/.
+    c.evaluate_on = ""
 
     c.model = ml_collections.ConfigDict({"num_blocks": 16, "filters": 64, "scale": 4, "bn_momentum": 0.9})
 

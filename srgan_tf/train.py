@@ -27,7 +27,9 @@ from ml_collections import config_flags
 from srgan_tf import data
 from srgan_tf.callbacks import PhaseProgress, Summaries
 from srgan_tf.config import ConfigError, phases_of, validate
+from srgan_tf.evaluate import evaluate
 from srgan_tf.images import atomic_write
+from srgan_tf.loader import load_upscaler
 from srgan_tf.losses import WeightsUnavailableError, make_content_loss
 from srgan_tf.models import build_discriminator, build_generator
 from srgan_tf.srgan import SRGAN
@@ -122,7 +124,27 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     _save_generator(generator, workdir / "generator.keras")
     return {"workdir": str(workdir), "phases": phases, "generator": str(workdir / "generator.keras"),
             "tensorboard": str(workdir / "tensorboard"), "samples": str(workdir / "samples"),
-            "skipped_files": dict(skipped.reasons)}
+            "evaluation": evaluate_phases(config, workdir), "skipped_files": dict(skipped.reasons)}
+
+
+def evaluate_phases(config: ml_collections.ConfigDict, workdir: Path) -> dict:
+    """Scores bicubic and each phase's generator on the `config.evaluate_on` sets with the literature's
+    protocol; returns {set: {method: {"psnr": dB, "ssim": ...}}} and writes the reports under workdir/eval/."""
+    out: dict[str, dict] = {}
+    sets = [Path(s.strip()) for s in config.evaluate_on.split(",") if s.strip()]
+    for set_dir in sets:
+        if not (set_dir / "HR").is_dir():
+            log.warning("evaluation set %s not found, skipped", set_dir)
+            continue
+        methods = {"bicubic": "bicubic"} | {p: str(workdir / f"generator_{p}.keras") for p in phases_of(config)}
+        for method, spec in methods.items():
+            report_dir = workdir / "eval" / method / set_dir.name
+            result = evaluate(load_upscaler(spec, config.model.scale), set_dir, report_dir,
+                              degradation=config.data.degradation)
+            out.setdefault(set_dir.name, {})[method] = result["mean"]
+            log.info("%s on %s: Y-PSNR %.2f dB, SSIM %.4f", method, set_dir.name, result["mean"]["psnr"],
+                     result["mean"]["ssim"])
+    return out
 
 
 def main(argv: list[str]) -> int:

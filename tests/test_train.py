@@ -165,3 +165,28 @@ def test_missing_data_folder_is_a_one_line_error(tmp_path):
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 2
     assert "error: config.data.path: folder" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_interpolation_blends_every_weight(tmp_path):
+    from srgan_tf.interpolate import InterpolationError, interpolate
+
+    keras.utils.set_random_seed(0)
+    a, b = build_generator(2, 16), build_generator(2, 16)
+    x = np.random.default_rng(0).random((1, 8, 8, 3), dtype=np.float32)
+    for alpha in (0.0, 1.0):
+        np.testing.assert_allclose(interpolate(a, b, alpha)(x), (a if alpha == 0 else b)(x), atol=1e-6)
+    half = interpolate(a, b, 0.5)
+    for wa, wb, wh in zip(a.get_weights(), b.get_weights(), half.get_weights(), strict=True):
+        np.testing.assert_allclose(wh, (wa + wb) / 2, atol=1e-7)
+    with pytest.raises(InterpolationError, match="architecture"):
+        interpolate(a, build_generator(3, 16), 0.5)
+    with pytest.raises(InterpolationError, match="alpha"):
+        interpolate(a, b, 1.5)
+    a.save(tmp_path / "a.keras")
+    b.save(tmp_path / "b.keras")
+    res = subprocess.run([sys.executable, "-m", "srgan_tf.interpolate", f"--a={tmp_path}/a.keras",
+                          f"--b={tmp_path}/b.keras", "--alpha=0.25", f"--out={tmp_path}/c.keras"],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-1000:]
+    c = keras.models.load_model(tmp_path / "c.keras")
+    np.testing.assert_allclose(c.get_weights()[0], 0.75 * a.get_weights()[0] + 0.25 * b.get_weights()[0], atol=1e-6)

@@ -1,6 +1,6 @@
 """The CPU demonstration (RESULTS.md): the paper's full-size networks, trained for under an hour on 2 cores.
 
-Phase 1: SRResNet-MSE. Phase 2: SRGAN-MSE (the content loss that needs no downloaded weights); with the VGG19
+Trained in mixed bfloat16 (float32 weights), evaluated in float32. Phase 1: SRResNet-MSE (2500 steps). Phase 2: SRGAN-MSE (the content loss that needs no downloaded weights); with the VGG19
 ImageNet weights on the machine, `--config.srgan.content_loss=vgg54` gives SRGAN-VGG54 instead.
 Training data: the photographs shipped with scikit-image (none from Set5/Set14), 96x96 crops, MATLAB
 bicubic degradation. After training, both generators are evaluated on Set5 and Set14 when present.
@@ -13,17 +13,18 @@ def get_config():
     config = base_config()
     config.data.source = "sample"
     config.train.batch_size = 16
-    config.srresnet.steps = 1500
+    config.train.precision = "mixed_bfloat16"  # ~3x faster than float32 on this CPU; saved generators are float32
+    config.srresnet.steps = 2500
     config.srresnet.learning_rate = 2e-4
-    config.srresnet.lr_decay_steps = 1200
+    config.srresnet.lr_decay_steps = 2000
     config.srresnet.lr_decay_factor = 0.5
-    config.srgan.steps = 150
+    config.srgan.steps = 300
     config.srgan.content_loss = "mse"
     config.srgan.learning_rate = 1e-4
-    config.srgan.lr_decay_steps = 100
+    config.srgan.lr_decay_steps = 200
     config.train.log_every = 25
     config.train.checkpoint_every = 100
-    config.train.eval_every = 250
+    config.train.eval_every = 500
     config.train.verbose = 2
     config.evaluate_on = "../shared/data/Set5,../shared/data/Set14"
     return config

@@ -17,6 +17,7 @@ from srgan_tf.models import SUPPORTED_SCALES
 PHASES = ("srresnet", "srgan")
 DATA_SOURCES = ("sample", "folder", "tfds", "paired")
 DEGRADATIONS = ("matlab", "pil", "tf")
+PRECISIONS = ("float32", "mixed_bfloat16")
 
 
 class ConfigError(ValueError):
@@ -80,6 +81,9 @@ def base_config() -> ml_collections.ConfigDict:
         "keep_checkpoints": 3,
         "eval_every": 10_000,  # validation PSNR/SSIM; 0: only at the end of each phase
         "verbose": 1,  # Keras fit() verbosity; 2 = one line per log period (for logs)
+        # float32 | mixed_bfloat16 (bfloat16 compute, float32 weights; ~3x faster on CPUs with AMX/AVX512-BF16).
+        # Saved generators are always float32.
+        "precision": "float32",
     })
     return c
 

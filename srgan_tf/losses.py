@@ -87,7 +87,7 @@ class VGGContentLoss:
     def _phi(self, images):
         x = (images + 1.0) * 127.5  # [-1, 1] -> [0, 255]
         x = ops.flip(x, axis=-1) - ops.convert_to_tensor(_IMAGENET_BGR_MEAN, dtype=x.dtype)
-        return self.features(x, training=False) * self.feature_scale
+        return ops.cast(self.features(x, training=False), "float32") * self.feature_scale
 
     def __call__(self, hr, sr):
         return ops.mean(ops.square(ops.stop_gradient(self._phi(hr)) - self._phi(sr)))

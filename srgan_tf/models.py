@@ -81,7 +81,8 @@ def build_generator(num_blocks: int = 16, filters: int = 64, scale: int = 4, bn_
         x = PixelShuffle(2, name=f"up{u}_shuffle")(x)
         x = _prelu(f"up{u}_prelu")(x)
 
-    sr = layers.Conv2D(3, 9, padding="same", activation="tanh", name="conv_out")(x)
+    # float32 even under a mixed-precision policy: bfloat16 would quantise the image to ~1/256 steps.
+    sr = layers.Conv2D(3, 9, padding="same", activation="tanh", dtype="float32", name="conv_out")(x)
     return keras.Model(lr, sr, name=name)
 
 
@@ -105,5 +106,5 @@ def build_discriminator(hr_size: int = 96, bn_momentum: float = 0.9, name: str =
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(1024, name="dense1")(x)
     x = layers.LeakyReLU(negative_slope=0.2, name="lrelu_dense")(x)
-    logits = layers.Dense(1, name="logits")(x)
+    logits = layers.Dense(1, dtype="float32", name="logits")(x)
     return keras.Model(hr, logits, name=name)

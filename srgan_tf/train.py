@@ -51,7 +51,18 @@ def _learning_rate(p: ml_collections.ConfigDict):
         [p.lr_decay_steps], [p.learning_rate, p.learning_rate * p.lr_decay_factor])
 
 
-def _save_generator(generator: keras.Model, path: Path) -> None:
+def _save_generator(generator: keras.Model, config: ml_collections.ConfigDict, path: Path) -> None:
+    """Writes a float32 copy of `generator` (whatever the training precision) to `path`, atomically."""
+    if generator.dtype_policy.name != "float32":
+        policy = keras.mixed_precision.global_policy()
+        keras.mixed_precision.set_global_policy("float32")
+        try:
+            copy = build_generator(config.model.num_blocks, config.model.filters, config.model.scale,
+                                   config.model.bn_momentum)
+        finally:
+            keras.mixed_precision.set_global_policy(policy)
+        copy.set_weights(generator.get_weights())
+        generator = copy
     atomic_write(path, lambda tmp: generator.save(tmp))
 
 
@@ -95,7 +106,7 @@ def train_phase(name: str, config: ml_collections.ConfigDict, workdir: Path, gen
               callbacks=[progress, summaries], verbose=config.train.verbose, shuffle=False)
     if progress.interrupted:
         raise Interrupted(f"{progress.interrupted} at {name} step {int(step)}; checkpoint {manager.latest_checkpoint}")
-    _save_generator(generator, workdir / f"generator_{name}.keras")
+    _save_generator(generator, config, workdir / f"generator_{name}.keras")
     return summary | {"checkpoint": manager.latest_checkpoint, "steps_run": int(step) - start,
                       "seconds": round(time.time() - t0, 1), **summaries.last_eval}
 
@@ -109,19 +120,24 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     keras.utils.set_random_seed(config.seed)
 
     scale = config.model.scale
-    generator = build_generator(config.model.num_blocks, config.model.filters, scale, config.model.bn_momentum)
-    discriminator = build_discriminator(config.data.crop, config.model.bn_momentum)
     skipped = data.SkippedFiles()
     dataset = data.train_dataset(config.data, scale, config.train.batch_size, config.seed, skipped)
     val_images = data.validation_images(config.data, scale)
     writer = tf.summary.create_file_writer(str(workdir / "tensorboard"))
 
-    phases, init_from = [], None
-    for name in phases_of(config):
-        phases.append(train_phase(name, config, workdir, generator, discriminator, dataset, val_images, writer,
-                                  init_from))
-        init_from = phases[-1]["checkpoint"]
-    _save_generator(generator, workdir / "generator.keras")
+    previous_policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(config.train.precision)  # G, D and VGG compute in this precision
+    try:
+        generator = build_generator(config.model.num_blocks, config.model.filters, scale, config.model.bn_momentum)
+        discriminator = build_discriminator(config.data.crop, config.model.bn_momentum)
+        phases, init_from = [], None
+        for name in phases_of(config):
+            phases.append(train_phase(name, config, workdir, generator, discriminator, dataset, val_images, writer,
+                                      init_from))
+            init_from = phases[-1]["checkpoint"]
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+    _save_generator(generator, config, workdir / "generator.keras")
     return {"workdir": str(workdir), "phases": phases, "generator": str(workdir / "generator.keras"),
             "tensorboard": str(workdir / "tensorboard"), "samples": str(workdir / "samples"),
             "evaluation": evaluate_phases(config, workdir), "skipped_files": dict(skipped.reasons)}

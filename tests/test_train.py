@@ -190,3 +190,14 @@ def test_interpolation_blends_every_weight(tmp_path):
     assert res.returncode == 0, res.stderr[-1000:]
     c = keras.models.load_model(tmp_path / "c.keras")
     np.testing.assert_allclose(c.get_weights()[0], 0.75 * a.get_weights()[0] + 0.25 * b.get_weights()[0], atol=1e-6)
+
+
+def test_mixed_bfloat16_training_saves_a_float32_generator(tmp_path):
+    c = tiny_config(srresnet_steps=10, srgan_steps=2)
+    c.train.precision = "mixed_bfloat16"
+    summary = train.run(c, tmp_path)
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored after the run
+    assert all(np.isfinite(p["val_psnr"]) for p in summary["phases"])
+    g = keras.models.load_model(tmp_path / "generator.keras")
+    assert {layer.dtype_policy.name for layer in g.layers} == {"float32"}
+    assert g(np.zeros((1, 8, 8, 3), np.float32)).dtype == "float32"

@@ -138,9 +138,11 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
     _save_generator(generator, config, workdir / "generator.keras")
-    return {"workdir": str(workdir), "phases": phases, "generator": str(workdir / "generator.keras"),
-            "tensorboard": str(workdir / "tensorboard"), "samples": str(workdir / "samples"),
-            "evaluation": evaluate_phases(config, workdir), "skipped_files": dict(skipped.reasons)}
+    summary = {"workdir": str(workdir), "phases": phases, "generator": str(workdir / "generator.keras"),
+               "tensorboard": str(workdir / "tensorboard"), "samples": str(workdir / "samples"),
+               "evaluation": evaluate_phases(config, workdir), "skipped_files": dict(skipped.reasons)}
+    atomic_write(workdir / "summary.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2)))
+    return summary
 
 
 def evaluate_phases(config: ml_collections.ConfigDict, workdir: Path) -> dict:

@@ -108,9 +108,19 @@ def test_run_trains_both_phases_and_writes_everything(tmp_path):
     g = keras.models.load_model(tmp_path / "generator.keras")  # safe mode
     assert g.output_shape == (None, None, None, 3)
     assert json.loads((tmp_path / "config.json").read_text())["srresnet"]["steps"] == 40
+    assert json.loads((tmp_path / "summary.json").read_text())["phases"][0]["steps_run"] == 40
 
     again = train.run(tiny_config(srresnet_steps=40, srgan_steps=4), tmp_path)
     assert all(p.get("skipped") for p in again["phases"])  # a finished phase is not redone
+
+
+def _wait_for(predicate, timeout=240) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def _train_cmd(workdir, *extra):
@@ -124,9 +134,7 @@ def test_killed_run_resumes_with_the_step_count_continuing(tmp_path):
     proc = subprocess.Popen(_train_cmd(tmp_path, *args), cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     state = tmp_path / "checkpoints" / "srresnet" / "checkpoint"
-    deadline = time.time() + 240
-    while time.time() < deadline and not (state.exists() and "ckpt-10" in state.read_text()):
-        time.sleep(0.2)
+    _wait_for(lambda: state.exists() and "ckpt-10" in state.read_text())
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert state.exists(), "no checkpoint was written before the kill"
@@ -201,3 +209,19 @@ def test_mixed_bfloat16_training_saves_a_float32_generator(tmp_path):
     g = keras.models.load_model(tmp_path / "generator.keras")
     assert {layer.dtype_policy.name for layer in g.layers} == {"float32"}
     assert g(np.zeros((1, 8, 8, 3), np.float32)).dtype == "float32"
+
+
+def test_sigterm_writes_a_checkpoint_and_exits_as_interrupted(tmp_path):
+    args = ["--config.phases=srresnet", "--config.srresnet.steps=100000", "--config.train.checkpoint_every=1000",
+            "--config.train.log_every=2", "--config.train.eval_every=0", "--config.data.val_max_images=1"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen(_train_cmd(tmp_path, *args), cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    events = tmp_path / "tensorboard"
+    assert _wait_for(lambda: events.exists() and _scalars(events, "srresnet/content_loss")), "training never started"
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == train.EXIT_INTERRUPTED, stderr[-2000:]
+    assert "interrupted: SIGTERM" in stderr
+    latest = tf.train.latest_checkpoint(str(tmp_path / "checkpoints" / "srresnet"))
+    assert latest is not None and int(latest.rsplit("-", 1)[1]) >= 2  # saved on the way out, not at a period

@@ -44,7 +44,7 @@ def test_batches_have_the_papers_ranges_and_lr_is_the_degradation_of_its_own_hr(
     lr, hr = (t.numpy() for t in next(iter(ds)))
     assert lr.shape == (4, 24, 24, 3) and hr.shape == (4, 96, 96, 3)
     assert lr.dtype == np.float32 and hr.dtype == np.float32
-    assert 0 <= lr.min() and lr.max() <= 1 and -1 <= hr.min() and hr.max() <= 1
+    assert lr.min() >= 0 and lr.max() <= 1 and hr.min() >= -1 and hr.max() <= 1
     hr_u8 = np.round((hr + 1) * 127.5).astype(np.uint8)
     np.testing.assert_array_equal(np.round(lr * 255).astype(np.uint8), imresize(hr_u8, 1 / 4).numpy())
 
@@ -66,30 +66,34 @@ def _bad_folder(root: Path) -> dict[str, str]:
     """Every kind of file a user's folder may hold. Returns {file name: 'ok' | 'skip'}."""
     sub = root / "nested" / "deeper"
     sub.mkdir(parents=True)
-    kinds = {}
-    Image.fromarray(_photo(seed=1)).save(root / "good.png"); kinds["good.png"] = "ok"
-    Image.fromarray(_photo(seed=2)).save(sub / "good.jpg", quality=95); kinds["good.jpg"] = "ok"
-    Image.fromarray(_photo(seed=3)).save(sub / "good.bmp"); kinds["good.bmp"] = "ok"
-    Image.fromarray(_photo(seed=4)).save(root / "good.webp", lossless=True); kinds["good.webp"] = "ok"
-    Image.fromarray(_photo()[..., 0]).save(root / "gray.png"); kinds["gray.png"] = "ok"
-    Image.fromarray(_photo()).convert("P").save(root / "palette.png"); kinds["palette.png"] = "ok"
-    Image.fromarray(np.dstack([_photo(), np.full((64, 80), 128, np.uint8)])).save(root / "rgba.png")
-    kinds["rgba.png"] = "ok"
-    Image.fromarray((_photo()[..., 0].astype(np.uint16) * 257)).save(root / "sixteen.png")
-    kinds["sixteen.png"] = "ok"
-    Image.fromarray(_photo()).convert("CMYK").save(root / "cmyk.jpg"); kinds["cmyk.jpg"] = "ok"
-    full = (root / "good.png").read_bytes()
-    (root / "truncated.png").write_bytes(full[: len(full) // 2]); kinds["truncated.png"] = "skip"
-    jpg = (sub / "good.jpg").read_bytes()
-    (root / "truncated.jpg").write_bytes(jpg[: len(jpg) // 3]); kinds["truncated.jpg"] = "skip"
-    (root / "empty.png").write_bytes(b""); kinds["empty.png"] = "skip"
-    (root / "notes.png").write_text("this is not an image\n"); kinds["notes.png"] = "skip"
-    Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(root / "one_pixel.png"); kinds["one_pixel.png"] = "skip"
-    _png_header_only(root / "bomb.png", 20000, 20000); kinds["bomb.png"] = "skip"
-    os.symlink(root / "loop.png", root / "loop.png"); kinds["loop.png"] = "skip"
+    good = {
+        root / "good.png": lambda p: Image.fromarray(_photo(seed=1)).save(p),
+        sub / "good.jpg": lambda p: Image.fromarray(_photo(seed=2)).save(p, quality=95),
+        sub / "good.bmp": lambda p: Image.fromarray(_photo(seed=3)).save(p),
+        root / "good.webp": lambda p: Image.fromarray(_photo(seed=4)).save(p, lossless=True),
+        root / "gray.png": lambda p: Image.fromarray(_photo()[..., 0]).save(p),
+        root / "palette.png": lambda p: Image.fromarray(_photo()).convert("P").save(p),
+        root / "rgba.png": lambda p: Image.fromarray(np.dstack([_photo(), np.full((64, 80), 128, np.uint8)])).save(p),
+        root / "sixteen.png": lambda p: Image.fromarray(_photo()[..., 0].astype(np.uint16) * 257).save(p),
+        root / "cmyk.jpg": lambda p: Image.fromarray(_photo()).convert("CMYK").save(p),
+    }
+    for path, make in good.items():
+        make(path)
+    png, jpg = (root / "good.png").read_bytes(), (sub / "good.jpg").read_bytes()
+    bad = {
+        root / "truncated.png": lambda p: p.write_bytes(png[: len(png) // 2]),
+        root / "truncated.jpg": lambda p: p.write_bytes(jpg[: len(jpg) // 3]),
+        root / "empty.png": lambda p: p.write_bytes(b""),
+        root / "notes.png": lambda p: p.write_text("this is not an image\n"),
+        root / "one_pixel.png": lambda p: Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(p),
+        root / "bomb.png": lambda p: _png_header_only(p, 20000, 20000),
+        root / "loop.png": lambda p: os.symlink(p, p),
+    }
+    for path, make in bad.items():
+        make(path)
     os.symlink(root, sub / "back_to_root")  # a folder loop: must not be followed forever
     (root / "readme.txt").write_text("ignored: not an image extension")
-    return kinds
+    return {p.name: "ok" for p in good} | {p.name: "skip" for p in bad}
 
 
 def test_a_folder_of_every_kind_of_file_trains_on_the_good_ones_and_names_each_bad_one_once(tmp_path, caplog):
@@ -165,3 +169,31 @@ def test_validation_images_from_a_benchmark_folder(shared_data):
     assert [n for n, _, _ in images] == [f"img_00{i}" for i in range(1, 6)]
     for _, lr, hr in images:
         assert lr.dtype == np.uint8 and hr.shape == (lr.shape[0] * 4, lr.shape[1] * 4, 3)
+
+
+def test_a_prepared_tfds_dataset_trains(tmp_path):
+    """The TFDS source end to end, with a local builder standing in for div2k (no network needed)."""
+    import tensorflow_datasets as tfds
+
+    photos = [_photo(48 + 8 * i, 64, seed=i) for i in range(3)] + [_photo(48, 64)[..., :1]]  # one grayscale
+
+    class SrganTestPhotos(tfds.core.GeneratorBasedBuilder):
+        __module__ = "srgan_tf"  # TFDS looks for builder resources in the defining package; tests/ is none
+        VERSION = tfds.core.Version("1.0.0")
+
+        def _info(self):
+            return self.dataset_info_from_configs(features=tfds.features.FeaturesDict(
+                {"hr": tfds.features.Image(shape=(None, None, None))}))
+
+        def _split_generators(self, dl_manager):
+            return {"train": self._generate_examples()}
+
+        def _generate_examples(self):
+            for i, p in enumerate(photos):
+                yield i, {"hr": p}
+
+    SrganTestPhotos(data_dir=str(tmp_path)).download_and_prepare()  # as `tfds build` would, elsewhere
+    cfg = _cfg(source="tfds", tfds_name="srgan_test_photos", tfds_data_dir=str(tmp_path), tfds_download=False)
+    lr, hr = next(iter(data.train_dataset(cfg, 4, 8, 0)))
+    assert lr.shape == (8, 8, 8, 3) and hr.shape == (8, 32, 32, 3)
+    assert float(hr.numpy().min()) >= -1 and float(hr.numpy().max()) <= 1

@@ -1,7 +1,8 @@
 """The CPU demonstration (RESULTS.md): the paper's full-size networks, trained for under an hour on 2 cores.
 
-Trained in mixed bfloat16 (float32 weights), evaluated in float32. Phase 1: SRResNet-MSE (2500 steps). Phase 2: SRGAN-MSE (the content loss that needs no downloaded weights); with the VGG19
-ImageNet weights on the machine, `--config.srgan.content_loss=vgg54` gives SRGAN-VGG54 instead.
+Trained in mixed bfloat16 (float32 weights), evaluated in float32. Phase 1: SRResNet-MSE.
+Phase 2: SRGAN-MSE (the content loss that needs no downloaded weights); with the VGG19 ImageNet weights on
+the machine, `--config.srgan.content_loss=vgg54` gives SRGAN-VGG54 instead.
 Training data: the photographs shipped with scikit-image (none from Set5/Set14), 96x96 crops, MATLAB
 bicubic degradation. After training, both generators are evaluated on Set5 and Set14 when present.
 """

@@ -1,0 +1,465 @@
+"""The results report of a finished training run, as JSON, pictures and (optionally) Markdown.
+
+    python -m srgan_tf.report --workdir=runs/cpu_demo --out=reports/cpu_demo --markdown=RESULTS.md \
+        --command="python -m srgan_tf.train --config=configs/cpu_demo.py --workdir=runs/cpu_demo"
+
+Reads the workdir that `python -m srgan_tf.train` wrote (config.json, generator_srresnet.keras,
+generator_srgan.keras, tensorboard/, eval/ and summary.json when present) and writes to --out:
+  results.json              every figure of the report
+  images/<set>_<name>.jpg   LR (nearest) | bicubic | SRResNet | SRGAN | HR, with a zoomed crop, per image
+  curves.png                training curves (content loss, adversarial losses, D's outputs, validation PSNR)
+  interpolation.png         PSNR and SSIM of the network-interpolation sweep between SRResNet and SRGAN
+Benchmark figures come from workdir/eval/<method>/<set>/results.json when training wrote them for the same
+scale and degradation, otherwise from srgan_tf.evaluate run here. The workdir is only read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import re
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+from absl import flags  # noqa: E402
+from PIL import Image, ImageDraw, ImageFont  # noqa: E402
+
+from srgan_tf import data  # noqa: E402
+from srgan_tf.evaluate import (  # noqa: E402
+    PAPER_RESULTS,
+    PAPER_SCALE,
+    EvaluationError,
+    _low_res,
+    comparison_image,
+    evaluate,
+)
+from srgan_tf.images import ImageError, atomic_write, find_images, load_image  # noqa: E402
+from srgan_tf.interpolate import InterpolationError, interpolate  # noqa: E402
+from srgan_tf.loader import ModelLoadError, Upscaler, load_upscaler, upscaler_from_keras  # noqa: E402
+
+METHODS = {"bicubic": "bicubic", "srresnet": "SRResNet", "srgan": "SRGAN"}
+GENERATORS = ("srresnet", "srgan")
+DEFAULT_SETS = "../shared/data/Set5,../shared/data/Set14"
+DEFAULT_ALPHAS = "0,0.2,0.4,0.6,0.8,1"
+MAX_GRID_WIDTH = 1400
+JPEG_QUALITY = 85
+GAP = 8  # pixels between the panels of a comparison grid
+# Scalars summarised in the Markdown's training table (first and last logged value).
+KEY_SCALARS = ("srresnet/content_loss", "srresnet/val_psnr", "srgan/content_loss", "srgan/adv_loss",
+               "srgan/d_loss", "srgan/d_real", "srgan/d_fake", "srgan/val_psnr")
+
+
+class ReportError(ValueError):
+    """A workdir, set or option the report cannot use; the message is one line."""
+
+
+def _read_config(workdir: Path) -> dict:
+    if not workdir.is_dir():
+        raise ReportError(f"workdir {workdir}: no such folder")
+    path = workdir / "config.json"
+    try:
+        config = json.loads(path.read_text())
+        if not isinstance(config["model"]["scale"], int) or not isinstance(config["data"]["degradation"], str):
+            raise TypeError("model.scale or data.degradation has the wrong type")
+    except FileNotFoundError:
+        raise ReportError(f"{workdir}: not a training workdir (no config.json)") from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise ReportError(f"{path}: unreadable training config ({type(e).__name__}: {e})") from None
+    return config
+
+
+def _load_generator(path: Path, scale: int):
+    import keras
+
+    import srgan_tf.models  # noqa: F401 - registers PixelShuffle for deserialisation
+
+    if not path.is_file():
+        raise ReportError(f"{path.parent}: no {path.name} (the report needs both training phases finished)")
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as e:  # Keras raises many types for bad archives
+        raise ReportError(f"{path}: cannot load ({str(e).strip().splitlines()[0][:200]})") from None
+    upscaler_from_keras(model, scale, source=str(path))  # raises ModelLoadError unless it is a generator
+    return model
+
+
+def _paper(set_name: str, scale: int) -> dict[str, dict[str, float]] | None:
+    key = {k.lower(): k for k in PAPER_RESULTS} | {"b100": "BSD100"}
+    rows = PAPER_RESULTS.get(key.get(set_name.lower(), ""))
+    if rows is None or scale != PAPER_SCALE:
+        return None
+    return {method: {"psnr": rows[label][0], "ssim": rows[label][1]} for method, label in METHODS.items()}
+
+
+def _scores(workdir: Path, method: str, set_dir: Path, upscaler: Upscaler, degradation: str) -> tuple[dict, str]:
+    """The set's results dict (see srgan_tf.evaluate) and where it came from."""
+    cached = workdir / "eval" / method / set_dir.resolve().name / "results.json"
+    if cached.is_file():
+        try:
+            result = json.loads(cached.read_text())
+            files = {p.relative_to(set_dir / "HR").as_posix() for p in find_images(set_dir / "HR")}
+            if (result["scale"] == upscaler.scale and result["degradation"] == degradation
+                    and sorted(r["file"] for r in result["per_image"]) == sorted(files)):
+                return result, str(cached)
+        except (ValueError, KeyError, TypeError):
+            pass  # unusable: evaluated afresh below
+    print(f"evaluating {method} on {set_dir}", flush=True)
+    return evaluate(upscaler, set_dir, degradation=degradation, save_images=False), "evaluated by the report"
+
+
+def _grid(panels: Sequence[np.ndarray], labels: Sequence[str]) -> Image.Image:
+    """comparison_image of `panels`, at most MAX_GRID_WIDTH wide, under a header of labels readable at that
+    size (comparison_image's own labels would shrink with the image)."""
+    grid = Image.fromarray(comparison_image(panels, [""] * len(panels), gap=GAP))
+    factor = min(1.0, MAX_GRID_WIDTH / grid.width)
+    if factor < 1:
+        grid = grid.resize((MAX_GRID_WIDTH, round(grid.height * factor)), Image.Resampling.LANCZOS)
+    font = ImageFont.load_default(size=16)
+    canvas = Image.new("RGB", (grid.width, grid.height + 22), "white")
+    canvas.paste(grid, (0, 22))
+    draw = ImageDraw.Draw(canvas)
+    panel_width = panels[0].shape[1]
+    for i, label in enumerate(labels):
+        draw.text((round(i * (panel_width + GAP) * factor) + 2, 2), label, fill="black", font=font)
+    return canvas
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "image"
+
+
+def _grids(set_dir: Path, set_name: str, upscalers: dict[str, Upscaler], results: dict[str, dict],
+           out_dir: Path, degradation: str) -> list[dict]:
+    """Writes one JPEG grid per HR image of the set; returns per image its name, file, grid and scores."""
+    scale = upscalers["bicubic"].scale
+    hr_dir, lr_dir = set_dir / "HR", set_dir / f"LR_bicubic_x{scale}"
+    lr_dir = lr_dir if degradation == "matlab" and lr_dir.is_dir() else None
+    scores = {m: {r["file"]: r for r in results[m]["per_image"]} for m in METHODS}
+    rows, used = [], set()
+    for path in find_images(hr_dir):
+        rel = path.relative_to(hr_dir).as_posix()
+        hr = load_image(path)
+        hr = hr[: hr.shape[0] - hr.shape[0] % scale, : hr.shape[1] - hr.shape[1] % scale]
+        lr = _low_res(hr, Path(rel), lr_dir, scale, degradation)  # the same input evaluate scores
+        panels = [np.repeat(np.repeat(lr, scale, axis=0), scale, axis=1)]
+        panels += [upscalers[m](lr) for m in METHODS] + [hr]
+        labels = ["LR (nearest)"] + [f"{METHODS[m]} {_num(scores[m][rel]['psnr'], 2)} dB" for m in METHODS] + ["HR"]
+        name = scores["bicubic"][rel]["name"]
+        stem = _slug(f"{set_name}_{name}")
+        stem = stem if stem not in used else _slug(f"{set_name}_{Path(rel).stem}")
+        used.add(stem)
+        dest = out_dir / "images" / f"{stem}.jpg"
+        grid = _grid(panels, labels)
+        atomic_write(dest, lambda tmp, g=grid: g.save(tmp, format="JPEG", quality=JPEG_QUALITY, optimize=True))
+        rows.append({"name": name, "file": rel, "grid": dest.relative_to(out_dir).as_posix(),
+                     **{m: {k: scores[m][rel][k] for k in ("psnr", "ssim")} for m in METHODS}})
+    return rows
+
+
+def _sweep(models: dict, alphas: Sequence[float], set_dirs: Sequence[Path], scale: int,
+           degradation: str) -> dict[str, list[dict]]:
+    """{set: [{"alpha", "psnr", "ssim"}, ...]}: each blend (1 - alpha) SRResNet + alpha SRGAN, evaluated."""
+    out: dict[str, list[dict]] = {d.resolve().name: [] for d in set_dirs}
+    for alpha in alphas:
+        print(f"interpolation: alpha {alpha:g}", flush=True)
+        blend = upscaler_from_keras(interpolate(models["srresnet"], models["srgan"], alpha), scale, f"alpha{alpha:g}")
+        for set_dir in set_dirs:
+            mean = evaluate(blend, set_dir, degradation=degradation, save_images=False)["mean"]
+            out[set_dir.resolve().name].append({"alpha": alpha, "psnr": mean["psnr"], "ssim": mean["ssim"]})
+    return out
+
+
+def read_scalars(tb_dir: str | os.PathLike) -> dict[str, dict[int, float]]:
+    """Every scalar in the TensorBoard event files of `tb_dir`: {tag: {step: value}}; for a step logged twice
+    (a resumed run), the newer file's value. Empty if there is no such folder."""
+    import tensorflow as tf
+
+    out: dict[str, dict[int, float]] = {}
+    for f in sorted(Path(tb_dir).glob("events.out.tfevents.*")):  # names start with the creation time
+        try:
+            for event in tf.compat.v1.train.summary_iterator(str(f)):
+                for v in event.summary.value:
+                    if v.HasField("simple_value"):
+                        value = float(v.simple_value)
+                    elif v.HasField("tensor"):
+                        array = tf.make_ndarray(v.tensor)
+                        if array.ndim != 0 or array.dtype.kind not in "fiu":
+                            continue  # images, text
+                        value = float(array)
+                    else:
+                        continue
+                    out.setdefault(v.tag, {})[int(event.step)] = value
+        except tf.errors.DataLossError:
+            pass  # a truncated last record (a killed writer); what came before is sound
+    return out
+
+
+def _software() -> dict:
+    import keras
+    import tensorflow as tf
+
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError, StopIteration):  # the model name, where Linux tells it
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+            "numpy": np.__version__, "platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count()}
+
+
+def _wall_time(workdir: Path, seconds: float | None) -> dict:
+    if seconds is not None:
+        return {"seconds": seconds, "source": "--wall_time"}
+    try:
+        phases = json.loads((workdir / "summary.json").read_text())["phases"]
+        per_phase = {p["phase"]: p["seconds"] for p in phases if "seconds" in p}
+    except (OSError, ValueError, KeyError, TypeError):
+        per_phase = {}
+    if per_phase:
+        return {"seconds": round(sum(per_phase.values()), 1), "per_phase": per_phase,
+                "source": "summary.json (training steps of each phase's last session; evaluation not included)"}
+    return {"seconds": None, "source": "not recorded"}
+
+
+def make_report(workdir: str | os.PathLike, out_dir: str | os.PathLike, sets: Sequence[str | os.PathLike],
+                alphas: Sequence[float], markdown: str | os.PathLike | None = None, command: str | None = None,
+                wall_time: float | None = None) -> dict:
+    """Builds the report of the training run in `workdir` on the benchmark `sets` (folders with HR/), with the
+    interpolation sweep at `alphas` (each in [0, 1]); writes out_dir/results.json (returned as a dict), the
+    pictures, and the Markdown report at `markdown` if given (links relative to its folder). Every write is
+    atomic. Raises ReportError, EvaluationError, ModelLoadError, ImageError or InterpolationError (one-line
+    messages) for unusable input, checked (apart from unreadable images) before any lengthy work."""
+    from srgan_tf import plots
+
+    workdir, out_dir = Path(workdir), Path(out_dir)
+    config = _read_config(workdir)
+    for method in GENERATORS:
+        if not (workdir / f"generator_{method}.keras").is_file():
+            raise ReportError(f"{workdir}: no generator_{method}.keras (the report needs both training phases "
+                              "finished)")
+    set_dirs = [Path(s) for s in sets]
+    if not set_dirs:
+        raise ReportError("no benchmark set given (--sets)")
+    for set_dir in set_dirs:
+        if not (set_dir / "HR").is_dir():
+            raise ReportError(f"set {set_dir}: no such benchmark folder (expected {set_dir}/HR/)")
+    if len({d.resolve().name for d in set_dirs}) < len(set_dirs):
+        raise ReportError(f"two sets share a folder name: {', '.join(map(str, set_dirs))}")
+    if not alphas or any(not 0.0 <= a <= 1.0 for a in alphas):
+        raise ReportError(f"alphas must be one or more numbers in [0, 1], got {list(alphas)}")
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise ReportError("the plots need matplotlib: pip install 'srgan-tf[report]'") from None
+
+    scale, degradation = int(config["model"]["scale"]), config["data"]["degradation"]
+    models = {m: _load_generator(workdir / f"generator_{m}.keras", scale) for m in GENERATORS}
+    upscalers = {"bicubic": load_upscaler("bicubic", scale)}
+    upscalers |= {m: upscaler_from_keras(models[m], scale, name=m) for m in GENERATORS}
+
+    benchmark = {}
+    for set_dir in set_dirs:
+        set_name = set_dir.resolve().name
+        results, sources = {}, {}
+        for m in METHODS:
+            results[m], sources[m] = _scores(workdir, m, set_dir, upscalers[m], degradation)
+        means = {m: results[m]["mean"] | {"source": sources[m]} for m in METHODS}
+        gain = {m: (None if None in (means[m]["psnr"], means["bicubic"]["psnr"])
+                    else means[m]["psnr"] - means["bicubic"]["psnr"]) for m in GENERATORS}
+        print(f"{set_name}: comparison images", flush=True)
+        benchmark[set_name] = {"path": str(set_dir), "methods": means, "gain_over_bicubic_db": gain,
+                               "paper": _paper(set_name, scale),
+                               "images": _grids(set_dir, set_name, upscalers, results, out_dir, degradation)}
+
+    sweep = _sweep(models, alphas, set_dirs, scale, degradation)
+    plots.save_interpolation_plot(sweep, out_dir / "interpolation.png")
+    scalars = read_scalars(workdir / "tensorboard")
+    plots.save_training_curves(scalars, out_dir / "curves.png",
+                               {m: config.get(m, {}).get("content_loss", "?") for m in GENERATORS})
+
+    report = {
+        "workdir": str(workdir),
+        "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "scale": scale,
+        "degradation": degradation,
+        "benchmark": benchmark,
+        "interpolation": {"plot": "interpolation.png", "alphas": list(alphas), "sets": sweep},
+        "training": {"plot": "curves.png",
+                     "scalars": {tag: sorted(series.items()) for tag, series in sorted(scalars.items())}},
+        "images_bytes": sum((out_dir / r["grid"]).stat().st_size for b in benchmark.values() for r in b["images"]),
+        "reproducibility": {"command": command, "seed": config.get("seed"), "config": config,
+                            "wall_time": _wall_time(workdir, wall_time), "software": _software()},
+    }
+    text = json.dumps(report, indent=2) + "\n"
+    atomic_write(out_dir / "results.json", lambda tmp: Path(tmp).write_text(text))
+    if markdown is not None:
+        markdown = Path(markdown)
+        page = format_markdown(report, out_dir, markdown.parent)
+        atomic_write(markdown, lambda tmp: Path(tmp).write_text(page))
+    return report
+
+
+def _num(x: float | None, digits: int, sign: bool = False) -> str:
+    """x with `digits` decimals; None is "inf" (a PSNR of identical images)."""
+    return "inf" if x is None else f"{x:{'+' if sign else ''}.{digits}f}"
+
+
+def _training_data(config: dict) -> str:
+    d = config.get("data", {})
+    return {"sample": f"the {len(data.SAMPLE_TRAIN)} photographs shipped with scikit-image (none from the "
+                      "benchmark sets)",
+            "folder": f"the images in `{d.get('path')}`", "paired": f"the image pairs in `{d.get('path')}`",
+            "tfds": f"the TFDS dataset `{d.get('tfds_name')}`"}.get(d.get("source"), f"`{d.get('source')}` data")
+
+
+def _comparison_text(report: dict) -> list[str]:
+    config = report["reproducibility"]["config"]
+    steps = {m: config.get(m, {}).get("steps", 0) for m in GENERATORS}
+    train = config.get("train", {})
+    lines = [
+        f"**These are not the paper's experiment.** The paper's networks were trained on 350 thousand ImageNet "
+        f"images for 10^6 SRResNet steps and 2x10^5 SRGAN steps (SRGAN with the VGG54 content loss) on a GPU. "
+        f"The networks here were trained on {_training_data(config)} for "
+        f"{steps['srresnet']:,} SRResNet and {steps['srgan']:,} SRGAN steps, batches of {train.get('batch_size')} "
+        f"{config['data'].get('crop')}x{config['data'].get('crop')} crops, SRGAN content loss "
+        f"`{config.get('srgan', {}).get('content_loss')}`, on a CPU: read the paper's columns as a reference "
+        "point, not as what this code reached.",
+        "",
+    ]
+    for set_name, b in report["benchmark"].items():
+        m, g = b["methods"], b["gain_over_bicubic_db"]
+        text = (f"- {set_name}: SRResNet is {_num(g['srresnet'], 2, sign=True)} dB and SRGAN "
+                f"{_num(g['srgan'], 2, sign=True)} dB over bicubic")
+        if b["paper"]:
+            p = b["paper"]["bicubic"]
+            text += (f"; the paper's SRResNet {_paper_gain(b, 'srresnet')} dB and SRGAN {_paper_gain(b, 'srgan')} dB. "
+                     f"Bicubic here {_num(m['bicubic']['psnr'], 2)} dB / {m['bicubic']['ssim']:.4f} against the "
+                     f"paper's {p['psnr']:.2f} dB / {p['ssim']:.4f}, the measure of how far the two evaluation "
+                     "protocols agree (the paper's SSIM implementation differs: compare SSIM with care)")
+        lines.append(text + ".")
+    return lines
+
+
+def _paper_gain(b: dict, method: str) -> str:
+    return f"{b['paper'][method]['psnr'] - b['paper']['bicubic']['psnr']:+.2f}"
+
+
+def format_markdown(report: dict, out_dir: str | os.PathLike, md_dir: str | os.PathLike) -> str:
+    """The report dict (results.json) as a Markdown page placed in `md_dir`, linking the pictures under
+    `out_dir` by paths relative to `md_dir`. Every figure comes from `report`."""
+    def link(rel: str) -> str:
+        return Path(os.path.relpath(Path(out_dir) / rel, md_dir)).as_posix()
+
+    repro = report["reproducibility"]
+    lines = [f"# SRResNet and SRGAN: results of the run in `{report['workdir']}`", "",
+             f"Written by `python -m srgan_tf.report` on {report['created']}. {report['scale']}x upscaling; "
+             f"PSNR and SSIM on the Y channel with a {report['scale']}-pixel border removed, as in the literature "
+             "(srgan_tf.evaluate).", "",
+             "## Benchmarks", "",
+             "| set | method | PSNR (dB) | SSIM | over bicubic (dB) | paper PSNR (dB) | paper SSIM |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for set_name, b in report["benchmark"].items():
+        for m, label in METHODS.items():
+            r, paper = b["methods"][m], (b["paper"] or {}).get(m)
+            gain = _num(b["gain_over_bicubic_db"][m], 2, sign=True) if m in GENERATORS else ""
+            paper_cells = f"{paper['psnr']:.2f} | {paper['ssim']:.4f}" if paper else "– | –"
+            lines.append(f"| {set_name} | {label}{' (this run)' if m in GENERATORS else ''} | {_num(r['psnr'], 2)} "
+                         f"| {r['ssim']:.4f} | {gain} | {paper_cells} |")
+    lines += ["", *_comparison_text(report), ""]
+
+    scalars = report["training"]["scalars"]
+    lines += ["## Training curves", "", f"![training curves]({link(report['training']['plot'])})", "",
+              "| scalar | first logged (step) | last logged (step) |", "|---|---:|---:|"]
+    for tag in (t for t in KEY_SCALARS if scalars.get(t)):
+        (s0, v0), (s1, v1) = scalars[tag][0], scalars[tag][-1]
+        lines.append(f"| `{tag}` | {v0:.4g} ({s0}) | {v1:.4g} ({s1}) |")
+
+    sweep = report["interpolation"]["sets"]
+    lines += ["", "## Network interpolation (perception-distortion trade-off)", "",
+              "Every weight of the generator set to (1 - alpha) SRResNet + alpha SRGAN (alpha 0 is SRResNet, 1 is "
+              "SRGAN), each blend scored like the models above.", "",
+              f"![PSNR and SSIM against alpha]({link(report['interpolation']['plot'])})", "",
+              "| alpha | " + " | ".join(f"{s} PSNR (dB) | {s} SSIM" for s in sweep) + " |",
+              "|---:|" + "---:|---:|" * len(sweep)]
+    for i, alpha in enumerate(report["interpolation"]["alphas"]):
+        lines.append(f"| {alpha:g} | " + " | ".join(f"{_num(rows[i]['psnr'], 2)} | {rows[i]['ssim']:.4f}"
+                                                     for rows in sweep.values()) + " |")
+
+    lines += ["", "## Comparison images", "",
+              "Per image: LR (nearest neighbour) | bicubic | SRResNet | SRGAN | HR, the most detailed square "
+              "(red box) enlarged below; labels give each method's Y-PSNR on that image.", ""]
+    for set_name, b in report["benchmark"].items():
+        for row in b["images"]:
+            scores = ", ".join(f"{label} {_num(row[m]['psnr'], 2)} dB / {row[m]['ssim']:.4f}"
+                               for m, label in METHODS.items())
+            title = f"{set_name} {row['name']}"
+            lines += [f"**{title}** ({scores})", "", f"![{title}]({link(row['grid'])})", ""]
+
+    wall = repro["wall_time"]
+    if wall["seconds"] is None:
+        wall_text = "not recorded"
+    else:
+        phases = ", ".join(f"{p} {s:.0f} s" for p, s in wall.get("per_phase", {}).items())
+        wall_text = f"{wall['seconds']:.0f} s ({wall['seconds'] / 60:.1f} min{'; ' + phases if phases else ''}), " \
+                    f"from {wall['source']}"
+    sw = repro["software"]
+    lines += ["## Reproducibility", "",
+              f"- Command: `{repro['command']}`" if repro["command"] else "- Command: not recorded",
+              f"- Seed: {repro['seed']}", f"- Wall time: {wall_text}",
+              f"- Software (where this report was written): Python {sw['python']}, TensorFlow {sw['tensorflow']}, "
+              f"Keras {sw['keras']}, NumPy {sw['numpy']}; {sw['platform']}; {sw['cpu']}, {sw['cpu_count']} CPUs",
+              "", "<details><summary>Configuration (config.json)</summary>", "", "```json",
+              json.dumps(repro["config"], indent=2), "```", "", "</details>", ""]
+    return "\n".join(lines)
+
+
+def _flag_values() -> flags.FlagValues:
+    fv = flags.FlagValues()  # private, so importing this module defines no global flags
+    flags.DEFINE_string("workdir", None, "Training workdir (python -m srgan_tf.train's --workdir).", flag_values=fv)
+    flags.DEFINE_string("out", None, "Report folder (created).", flag_values=fv)
+    flags.DEFINE_string("markdown", None, "Also write the Markdown report here (e.g. RESULTS.md).", flag_values=fv)
+    flags.DEFINE_list("sets", DEFAULT_SETS, "Benchmark set folders (each with HR/).", flag_values=fv)
+    flags.DEFINE_list("alphas", DEFAULT_ALPHAS, "Network-interpolation weights of SRGAN, in [0, 1].", flag_values=fv)
+    flags.DEFINE_string("command", None, "The training command line, quoted in the report.", flag_values=fv)
+    flags.DEFINE_float("wall_time", None, "Training wall time in seconds (default: from summary.json).",
+                       lower_bound=0, flag_values=fv)
+    for name in ("workdir", "out"):
+        flags.mark_flag_as_required(name, flag_values=fv)
+    return fv
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line; returns the exit status (0 ok, 1 unusable input, 2 bad flags)."""
+    fv = _flag_values()
+    argv = sys.argv if argv is None else argv
+    if any(a in ("-h", "--help", "-help") for a in argv[1:]):
+        print(f"usage: python -m srgan_tf.report --workdir=W --out=DIR [--markdown=RESULTS.md]\n"
+              f"{fv.module_help(fv.find_module_defining_flag('workdir'))}")
+        return 0
+    try:
+        rest = fv(argv)
+        alphas = [float(a) for a in fv.alphas]
+    except (flags.Error, ValueError) as e:
+        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
+    if len(rest) > 1:
+        print(f"error: unexpected arguments: {' '.join(rest[1:])}", file=sys.stderr)
+        return 2
+    try:
+        make_report(fv.workdir, fv.out, fv.sets, alphas, fv.markdown, fv.command, fv.wall_time)
+    except (ReportError, EvaluationError, ModelLoadError, ImageError, InterpolationError, OSError) as e:
+        print(f"error: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}", file=sys.stderr)
+        return 1
+    print(f"wrote {Path(fv.out) / 'results.json'}, images/, curves.png, interpolation.png"
+          + (f" and {fv.markdown}" if fv.markdown else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -65,7 +65,9 @@ def _paper_rows(set_dir: Path, scale: int) -> dict[str, dict[str, float]] | None
     return {method: {"psnr": p, "ssim": s} for method, (p, s) in PAPER_RESULTS[key].items()}
 
 
-def _low_res(hr: np.ndarray, rel: Path, lr_dir: Path | None, scale: int, degradation: str) -> np.ndarray:
+def low_res_input(hr: np.ndarray, rel: Path, lr_dir: Path | None, scale: int, degradation: str) -> np.ndarray:
+    """The uint8 LR input of HR image `rel`: its file in `lr_dir` (checked to be HR / scale), or, without
+    `lr_dir`, HR downscaled with `degradation`. Raises EvaluationError for a missing or misfit LR file."""
     if lr_dir is None:
         return resize(hr, 1.0 / scale, degradation).numpy()
     path = lr_dir / rel
@@ -171,7 +173,7 @@ def evaluate(
         hr = hr[: hr.shape[0] - hr.shape[0] % scale, : hr.shape[1] - hr.shape[1] % scale]
         if min(hr.shape[:2]) < 11 + 2 * scale:  # SSIM needs an 11x11 window after shaving
             raise EvaluationError(f"{path}: {hr.shape[1]}x{hr.shape[0]} is too small to score")
-        lr = _low_res(hr, rel, lr_dir, scale, degradation)
+        lr = low_res_input(hr, rel, lr_dir, scale, degradation)
         sr = upscaler(lr)
         if sr.shape != hr.shape:
             raise EvaluationError(f"{upscaler.name} turned {rel} ({lr.shape[1]}x{lr.shape[0]}) into "

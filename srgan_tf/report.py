@@ -36,9 +36,9 @@ from srgan_tf.evaluate import (  # noqa: E402
     PAPER_RESULTS,
     PAPER_SCALE,
     EvaluationError,
-    _low_res,
     comparison_image,
     evaluate,
+    low_res_input,
 )
 from srgan_tf.images import ImageError, atomic_write, find_images, load_image  # noqa: E402
 from srgan_tf.interpolate import InterpolationError, interpolate  # noqa: E402
@@ -147,7 +147,7 @@ def _grids(set_dir: Path, set_name: str, upscalers: dict[str, Upscaler], results
         rel = path.relative_to(hr_dir).as_posix()
         hr = load_image(path)
         hr = hr[: hr.shape[0] - hr.shape[0] % scale, : hr.shape[1] - hr.shape[1] % scale]
-        lr = _low_res(hr, Path(rel), lr_dir, scale, degradation)  # the same input evaluate scores
+        lr = low_res_input(hr, Path(rel), lr_dir, scale, degradation)  # the same input evaluate scores
         panels = [np.repeat(np.repeat(lr, scale, axis=0), scale, axis=1)]
         panels += [upscalers[m](lr) for m in METHODS] + [hr]
         labels = ["LR (nearest)"] + [f"{METHODS[m]} {_num(scores[m][rel]['psnr'], 2)} dB" for m in METHODS] + ["HR"]

@@ -1,0 +1,81 @@
+"""python -m export --generator=RUN/generator.keras --out=DIR [flags]
+
+Writes a TF Serving SavedModel (DIR/serving/<name>/<version>/, DIR/serving/models.config), TFLite models
+(DIR/tflite/<name>_{fp32,fp16,dynamic_int8,int8}.tflite) and DIR/report.json, and prints the report.
+Exit status: 0 done, 1 bad input or a failed artifact check, 2 bad flags; errors are one `error: ...` line.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import flags  # noqa: E402
+
+_SET5 = os.path.join("..", "shared", "data", "Set5")
+
+
+def _flag_values() -> flags.FlagValues:
+    # A private FlagValues, so importing this module never clashes with another tool's flags.
+    fv = flags.FlagValues()
+    flags.DEFINE_string("generator", None, "The trained generator, a .keras file.", flag_values=fv)
+    flags.DEFINE_string("out", None, "Output folder (created).", flag_values=fv)
+    flags.DEFINE_string("name", "srgan", "Model name: the TF Serving model name and the TFLite file prefix.",
+                        flag_values=fv)
+    flags.DEFINE_integer("version", None, "SavedModel version (default: one more than the newest there).",
+                         lower_bound=1, flag_values=fv)
+    flags.DEFINE_list("formats", ["savedmodel", "tflite"], "Artifacts to write: savedmodel, tflite.",
+                      flag_values=fv)
+    flags.DEFINE_list("tflite_variants", ["fp32", "fp16", "dynamic_int8", "int8"], "TFLite models to write.",
+                      flag_values=fv)
+    flags.DEFINE_string("calibration_dir", None, "Folder of real images whose crops calibrate the int8 model "
+                        "(default: scikit-image's sample photos).", flag_values=fv)
+    flags.DEFINE_integer("max_pixels", 512 * 512, "Largest request the SavedModel accepts, in input pixels "
+                         "(batch*height*width).", lower_bound=1, flag_values=fv)
+    flags.DEFINE_string("fidelity_data", _SET5, "Set folder with LR_bicubic_x4/ and HR/ for the fidelity "
+                        "check (skipped with a note if absent).", flag_values=fv)
+    flags.DEFINE_integer("latency_runs", 5, "Timed runs per artifact for the 128x128 latency (0: skip).",
+                         lower_bound=0, flag_values=fv)
+    flags.DEFINE_integer("scale", 4, "Upscaling factor the generator must have.", lower_bound=1,
+                         flag_values=fv)
+    for name in ("generator", "out"):
+        flags.mark_flag_as_required(name, flag_values=fv)
+    return fv
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line; returns the exit status (0 ok, 1 bad input or failed check, 2 bad flags)."""
+    fv = _flag_values()
+    argv = sys.argv if argv is None else argv
+    if any(a in ("-h", "--help", "-help") for a in argv[1:]):
+        print(f"usage: python -m export --generator=G.keras --out=DIR\n"
+              f"{fv.module_help(fv.find_module_defining_flag('generator'))}")
+        return 0
+    try:
+        rest = fv(argv)
+    except flags.Error as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if len(rest) > 1:
+        print(f"error: unexpected arguments: {' '.join(rest[1:])}", file=sys.stderr)
+        return 2
+
+    from export import ExportError
+    from export.pipeline import run_export
+    from srgan_tf.loader import ModelLoadError
+
+    try:
+        run_export(fv.generator, fv.out, name=fv.name, version=fv.version, formats=fv.formats,
+                   tflite_variants=fv.tflite_variants, calibration_dir=fv.calibration_dir,
+                   max_pixels=fv.max_pixels, fidelity_data=fv.fidelity_data, latency_runs=fv.latency_runs,
+                   scale=fv.scale)
+    except (ExportError, ModelLoadError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,549 @@
+"""python -m export on a small generator: SavedModel signatures, warm-up, limits, TFLite variants, report."""
+
+import base64
+import http.server
+import importlib.util
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from export import ExportError
+from export.__main__ import main
+from export.pipeline import run_export
+from export.tflite import VARIANTS, check_tflite
+from export.warmup import WARMUP_FILE
+from srgan_tf.images import save_image
+from srgan_tf.loader import load_upscaler, tflite_interpreter
+from srgan_tf.models import build_generator
+from srgan_tf.tiling import artifact_metadata, receptive_radius
+
+REPO = Path(__file__).resolve().parents[1]
+REST_EXAMPLES = REPO / "docs" / "rest_examples"
+MAX_PIXELS = 128 * 128  # the largest Set5 LR image and the latency input fit exactly
+
+
+def _png(image: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _jpeg(image: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, "JPEG", quality=95)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, shared_data_or_none):
+    """One export of build_generator(2, 16), reused by every test of this module."""
+    root = tmp_path_factory.mktemp("export")
+    generator = build_generator(2, 16)
+    generator.save(root / "g.keras")
+    calib = root / "calib"
+    rng = np.random.default_rng(1)
+    for i in range(2):  # smooth, photo-like content with the full range of values
+        yy, xx = np.mgrid[0:40, 0:56]
+        img = 127.5 + 127.5 * np.sin(xx / (3.0 + i))[..., None] * np.cos(yy[..., None] / 5.0 + np.arange(3))
+        save_image(calib / f"c{i}.png", np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8))
+    fidelity = None if shared_data_or_none is None else shared_data_or_none / "Set5"
+    report = run_export(root / "g.keras", root / "out", calibration_dir=calib, max_pixels=MAX_PIXELS,
+                        fidelity_data=fidelity, latency_runs=1, log=lambda _: None)
+    return {"root": root, "out": root / "out", "model": generator, "report": report,
+            "savedmodel": root / "out" / "serving" / "srgan" / "1"}
+
+
+@pytest.fixture(scope="module")
+def shared_data_or_none():
+    """../shared/data when present: the export then measures fidelity on Set5, as the CLI does by default."""
+    data = Path(os.environ.get("SRGAN_SHARED_DATA", REPO.parent / "shared" / "data"))
+    return data if (data / "Set5" / "HR").is_dir() else None
+
+
+@pytest.fixture(scope="module")
+def loaded(exported):
+    return tf.saved_model.load(str(exported["savedmodel"]))
+
+
+def _keras_unit(model, x_uint8: np.ndarray) -> np.ndarray:
+    y = model(x_uint8.astype(np.float32) / 255.0, training=False).numpy()
+    return np.clip(y * 0.5 + 0.5, 0.0, 1.0)
+
+
+def _keras_uint8(model, x_uint8: np.ndarray) -> np.ndarray:
+    return np.floor(_keras_unit(model, x_uint8) * 255.0 + 0.5).astype(np.uint8)
+
+
+# ---------------------------------------------------------------- layout, signatures
+
+
+def test_layout(exported):
+    out, sm = exported["out"], exported["savedmodel"]
+    assert (sm / "saved_model.pb").is_file() and (sm / "variables").is_dir()
+    assert (sm / "assets.extra" / WARMUP_FILE).stat().st_size > 0
+    config = (out / "serving" / "models.config").read_text()
+    assert 'name: "srgan"' in config and 'base_path: "/models/srgan"' in config
+    for variant in VARIANTS:
+        assert (out / "tflite" / f"srgan_{variant}.tflite").stat().st_size > 0
+    assert not list((out / "serving" / "srgan").glob(".tmp*")), "temporary export folder left behind"
+    report = json.loads((out / "report.json").read_text())
+    names = [a["name"] for a in report["artifacts"]]
+    assert names == ["keras", "savedmodel v1"] + [f"tflite {v}" for v in VARIANTS]
+    assert all(a["size_bytes"] > 0 and a["latency_ms"] > 0 for a in report["artifacts"])
+
+
+def test_metadata_records_scale_and_receptive_radius(exported):
+    radius = receptive_radius(exported["model"])[0]
+    for path in [exported["savedmodel"], *sorted((exported["out"] / "tflite").glob("*.tflite"))]:
+        meta = artifact_metadata(path)
+        assert meta["scale"] == 4 and meta["receptive_radius"] == radius, path
+
+
+def test_signatures_have_serving_names_and_types(loaded):
+    sigs = loaded.signatures
+    assert set(sigs) == {"serving_default", "upscale_float", "upscale_image"}
+    expect = {"serving_default": ("images", tf.uint8), "upscale_float": ("images", tf.float32),
+              "upscale_image": ("image_bytes", tf.string)}
+    for name, (key, dtype) in expect.items():
+        (spec,) = sigs[name].structured_input_signature[1].values()
+        assert list(sigs[name].structured_input_signature[1]) == [key]
+        assert spec.dtype == dtype
+        assert list(sigs[name].structured_outputs) == [key]
+
+
+def test_serving_default_matches_keras_within_one_level(exported, loaded):
+    x = np.random.default_rng(2).integers(0, 256, (2, 13, 7, 3), dtype=np.uint8)
+    y = loaded.signatures["serving_default"](images=tf.constant(x))["images"]
+    assert y.dtype == tf.uint8 and y.shape == (2, 52, 28, 3)
+    diff = np.abs(y.numpy().astype(int) - _keras_uint8(exported["model"], x))
+    assert diff.max() <= 1 and diff.mean() < 0.01
+
+
+def test_upscale_float_matches_keras(exported, loaded):
+    x = np.random.default_rng(3).integers(0, 256, (1, 9, 11, 3), dtype=np.uint8)
+    y = loaded.signatures["upscale_float"](images=tf.constant(x / np.float32(255)))["images"].numpy()
+    assert y.shape == (1, 36, 44, 3) and y.min() >= 0 and y.max() <= 1
+    np.testing.assert_allclose(y, _keras_unit(exported["model"], x), atol=1e-3)
+
+
+@pytest.mark.parametrize("kind", ["png", "jpeg", "gray_png", "rgba_png"])
+def test_upscale_image_returns_png_of_the_upscaled_pixels(exported, loaded, kind):
+    rgb = np.random.default_rng(4).integers(0, 256, (10, 15, 3), dtype=np.uint8)
+    data = {
+        "png": _png(rgb), "jpeg": _jpeg(rgb), "gray_png": _png(rgb[..., 0]),
+        "rgba_png": _png(np.dstack([rgb, np.full((10, 15), 255, np.uint8)])),
+    }[kind]
+    (png,) = loaded.signatures["upscale_image"](image_bytes=tf.constant([data]))["image_bytes"].numpy()
+    assert png.startswith(b"\x89PNG")
+    out = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    decoded = tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
+    assert out.shape == (40, 60, 3)
+    assert np.abs(out.astype(int) - _keras_uint8(exported["model"], decoded[None])[0]).max() <= 1
+
+
+def test_upscale_image_batch_keeps_order_and_sizes(loaded):
+    a = np.zeros((5, 6, 3), np.uint8)
+    b = np.full((7, 3, 3), 200, np.uint8)
+    pngs = loaded.signatures["upscale_image"](image_bytes=tf.constant([_png(a), _jpeg(b)]))["image_bytes"]
+    sizes = [Image.open(io.BytesIO(p)).size for p in pngs.numpy()]
+    assert sizes == [(24, 20), (12, 28)]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"hello, not an image", "not a PNG, JPEG, GIF or BMP"),
+        (b"", "not a PNG, JPEG, GIF or BMP"),
+        ("truncated_png", "PNG"),
+        ("truncated_jpeg", "JPEG"),
+        (b"GIF89a\x00\x00", "GIF"),
+    ],
+)
+def test_upscale_image_rejects_non_images_with_invalid_argument(loaded, data, message):
+    good = _png(np.zeros((8, 8, 3), np.uint8))
+    truncated = {"truncated_png": good[:40], "truncated_jpeg": _jpeg(np.zeros((8, 8, 3), np.uint8))[:120]}
+    data = truncated.get(data, data)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        loaded.signatures["upscale_image"](image_bytes=tf.constant([good, data]))
+
+
+@pytest.mark.parametrize(
+    ("signature", "shape"),
+    [("serving_default", (1, 129, 128, 3)), ("serving_default", (2, 91, 91, 3)),
+     ("upscale_float", (1, 1, MAX_PIXELS + 1, 3))],
+)
+def test_requests_above_the_pixel_limit_are_refused(loaded, signature, shape):
+    dtype = tf.uint8 if signature == "serving_default" else tf.float32
+    with pytest.raises(tf.errors.InvalidArgumentError, match=f"{MAX_PIXELS}-pixel limit"):
+        loaded.signatures[signature](images=tf.zeros(shape, dtype))
+
+
+def test_request_at_the_pixel_limit_is_served(loaded):
+    out = loaded.signatures["serving_default"](images=tf.zeros((1, 128, 128, 3), tf.uint8))["images"]
+    assert out.shape == (1, 512, 512, 3)
+
+
+@pytest.mark.parametrize("shape", [(0, 4, 4, 3), (1, 0, 4, 3)])
+def test_empty_requests_are_refused(loaded, shape):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="at least 1"):
+        loaded.signatures["serving_default"](images=tf.zeros(shape, tf.uint8))
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpeg"])
+def test_oversized_encoded_image_is_refused_before_decoding(loaded, fmt):
+    big = np.zeros((129, 128, 3), np.uint8)
+    data = _png(big) if fmt == "png" else _jpeg(big)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="larger than the .*-pixel limit"):
+        loaded.signatures["upscale_image"](image_bytes=tf.constant([data]))
+
+
+# ---------------------------------------------------------------- warm-up, REST bodies, docs
+
+
+def _fields(buf: bytes) -> list[tuple[int, bytes]]:
+    """(field number, payload) of a protobuf message made only of length-delimited fields."""
+    out, i = [], 0
+
+    def varint():
+        nonlocal i
+        shift = value = 0
+        while True:
+            byte = buf[i]
+            i += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                return value
+
+    while i < len(buf):
+        key = varint()
+        assert key & 7 == 2, "only length-delimited fields expected"
+        n = varint()
+        out.append((key >> 3, buf[i:i + n]))
+        i += n
+    return out
+
+
+def test_warmup_requests_replay_against_the_savedmodel(exported, loaded):
+    records = list(tf.data.TFRecordDataset(str(exported["savedmodel"] / "assets.extra" / WARMUP_FILE)))
+    assert len(records) == 3
+    seen = set()
+    for record in records:
+        ((field, predict_log),) = _fields(record.numpy())
+        assert field == 6  # PredictionLog.predict_log
+        ((_, request),) = _fields(predict_log)  # PredictLog.request
+        parts = _fields(request)
+        spec = dict(_fields(next(p for f, p in parts if f == 1)))  # ModelSpec
+        assert spec[1] == b"srgan"
+        signature = spec[3].decode()
+        inputs = {}
+        for _, entry in (p for p in parts if p[0] == 2):
+            kv = dict(_fields(entry))
+            proto = tf.make_tensor_proto(0)
+            proto.ParseFromString(kv[2])
+            inputs[kv[1].decode()] = tf.constant(tf.make_ndarray(proto))
+        out = loaded.signatures[signature](**inputs)
+        assert all(v.shape[0] == 1 for v in out.values())
+        seen.add(signature)
+    assert seen == set(loaded.signatures)
+
+
+def test_warmup_file_parses_with_tensorflow_serving_protos(exported):
+    prediction_log_pb2 = pytest.importorskip("tensorflow_serving.apis.prediction_log_pb2")
+    records = tf.data.TFRecordDataset(str(exported["savedmodel"] / "assets.extra" / WARMUP_FILE))
+    logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy()) for r in records]
+    assert {log.predict_log.request.model_spec.signature_name for log in logs} == {
+        "serving_default", "upscale_float", "upscale_image"}
+    assert all(log.predict_log.request.model_spec.name == "srgan" for log in logs)
+    assert all(len(log.predict_log.request.inputs) == 1 for log in logs)
+
+
+def rest_predict(loaded, body: dict) -> dict:
+    """What TF Serving's REST :predict does with a row-format ("instances") body, for the tests."""
+    signature = loaded.signatures[body.get("signature_name", "serving_default")]
+    ((name, spec),) = signature.structured_input_signature[1].items()
+    rows = [r[name] if isinstance(r, dict) and "b64" not in r else r for r in body["instances"]]
+    if spec.dtype == tf.string:
+        tensor = tf.constant([base64.b64decode(r["b64"]) for r in rows])
+    else:
+        tensor = tf.constant(np.asarray(rows, dtype=spec.dtype.as_numpy_dtype))
+    ((out_name, value),) = signature(**{name: tensor}).items()
+    value = value.numpy()
+    if out_name.endswith("_bytes"):
+        return {"predictions": [{"b64": base64.b64encode(v).decode()} for v in value]}
+    return {"predictions": value.tolist()}
+
+
+@pytest.mark.parametrize("example", ["serving_default", "upscale_float", "upscale_image"])
+def test_readme_rest_bodies_run_against_their_signatures(loaded, example):
+    body = json.loads((REST_EXAMPLES / f"{example}.json").read_text())
+    assert body["signature_name"] == example
+    reply = json.loads(json.dumps(rest_predict(loaded, body)))
+    (pred,) = reply["predictions"]
+    if example == "upscale_image":
+        image = Image.open(io.BytesIO(base64.b64decode(pred["b64"])))
+        src = Image.open(io.BytesIO(base64.b64decode(body["instances"][0]["b64"])))
+        assert image.format == "PNG" and image.size == (4 * src.width, 4 * src.height)
+    else:
+        h, w = np.asarray(body["instances"][0]).shape[:2]
+        assert np.asarray(pred).shape == (4 * h, 4 * w, 3)
+
+
+def test_python_client_against_a_stub_rest_server(exported, loaded, tmp_path):
+    """docs/serving_client.py against a local stand-in for TF Serving's REST API (not TF Serving itself)."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            try:
+                status, reply = 200, rest_predict(loaded, body)
+            except tf.errors.InvalidArgumentError as e:
+                status, reply = 400, {"error": e.message}
+            self._send(status, reply)
+
+        def do_GET(self):  # noqa: N802
+            self._send(200, {"model_version_status": [{"version": "1", "state": "AVAILABLE"}]})
+
+        def _send(self, status, reply):
+            data = json.dumps(reply).encode()
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    spec = importlib.util.spec_from_file_location("serving_client", REPO / "docs" / "serving_client.py")
+    client = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(client)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        assert client.model_status(url)["model_version_status"][0]["state"] == "AVAILABLE"
+        lr = np.random.default_rng(5).integers(0, 256, (6, 9, 3), dtype=np.uint8)
+        out = np.asarray(Image.open(io.BytesIO(client.upscale(_png(lr), url))))
+        assert np.abs(out.astype(int) - _keras_uint8(exported["model"], lr[None])[0]).max() <= 1
+        with pytest.raises(RuntimeError, match="HTTP 400: .*not a PNG"):
+            client.upscale(b"not an image", url)
+    finally:
+        server.shutdown()
+
+
+def test_saved_model_cli_output_in_docs_matches_the_export(exported):
+    shown = subprocess.run(
+        [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "show", "--all",
+         "--dir", str(exported["savedmodel"])],
+        capture_output=True, text=True, timeout=300, check=True,
+    ).stdout
+
+    def signature_defs(text):
+        return re.findall(r"signature_def\['(?!__)[^']+'\]:.*?Method name is: \S+", text, re.S)
+
+    documented = (REPO / "docs" / "saved_model_cli.txt").read_text()
+    assert signature_defs(shown) and signature_defs(shown) == signature_defs(documented)
+
+
+def test_dockerfile_serves_the_export_as_non_root_with_a_healthcheck():
+    text = (REPO / "Dockerfile").read_text()
+    assert re.search(r"^ARG TF_SERVING_VERSION=\d+\.\d+\.\d+$", text, re.M)
+    assert re.search(r"^FROM tensorflow/serving:\$\{TF_SERVING_VERSION\}$", text, re.M)
+    assert re.search(r"^COPY .*\$\{MODEL_DIR\}/ /models/$", text, re.M)
+    assert re.search(r"^ENV MODEL_NAME=\$\{MODEL_NAME\}", text, re.M)
+    assert re.search(r"^EXPOSE 8500 8501$", text, re.M)
+    user = re.findall(r"^USER (\S+)$", text, re.M)
+    assert user and user[-1].split(":")[0] not in ("root", "0")
+    assert "HEALTHCHECK" in text
+
+
+@pytest.mark.parametrize(("state", "healthy"), [("AVAILABLE", True), ("LOADING", False)])
+def test_dockerfile_healthcheck_command_reads_the_model_status(state, healthy):
+    text = (REPO / "Dockerfile").read_text().replace("\\\n", " ")
+    command = re.search(r"^HEALTHCHECK .*?CMD (.+)$", text, re.M).group(1)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            ok = self.path == "/v1/models/srgan"
+            data = json.dumps({"model_version_status": [{"version": "1", "state": state}]} if ok else {},
+                              indent=1).encode()
+            self.send_response(200 if ok else 404)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {"PATH": "/usr/bin:/bin", "MODEL_NAME": "srgan", "REST_PORT": str(server.server_address[1])}
+    try:
+        rc = subprocess.run(["sh", "-c", command], env=env, timeout=30).returncode
+    finally:
+        server.shutdown()
+    assert (rc == 0) == healthy
+
+
+# ---------------------------------------------------------------- TFLite
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_tflite_accepts_any_input_size(exported, variant):
+    interpreter = tflite_interpreter(model_path=str(exported["out"] / "tflite" / f"srgan_{variant}.tflite"))
+    detail = interpreter.get_input_details()[0]
+    assert list(detail["shape_signature"]) == [-1, -1, -1, 3]
+    for shape in [(1, 5, 9, 3), (2, 12, 7, 3), (1, 1, 1, 3)]:
+        interpreter.resize_tensor_input(detail["index"], list(shape))
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(detail["index"], np.zeros(shape, detail["dtype"]))
+        interpreter.invoke()
+        out = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+        assert out.shape == (shape[0], 4 * shape[1], 4 * shape[2], 3)
+
+
+@pytest.mark.parametrize(("variant", "atol"), [("fp32", 1e-3), ("fp16", 2e-2)])
+def test_float_tflite_matches_keras(exported, variant, atol):
+    up = load_upscaler(str(exported["out"] / "tflite" / f"srgan_{variant}.tflite"))
+    x = np.random.default_rng(6).integers(0, 256, (1, 11, 6, 3), dtype=np.uint8)
+    got = up.predict_float(x / np.float32(255))
+    np.testing.assert_allclose(got, _keras_unit(exported["model"], x), atol=atol)
+
+
+def test_report_fidelity_is_what_the_artifacts_produce(exported, shared_data_or_none):
+    if shared_data_or_none is None:
+        pytest.skip("benchmark data not found")
+    from export.report import fidelity, load_pairs, reference_outputs
+
+    keras_upscaler = load_upscaler(str(exported["root"] / "g.keras"))
+    all_pairs = load_pairs(shared_data_or_none / "Set5")
+    all_ref = reference_outputs(keras_upscaler, all_pairs)
+    itself = fidelity(keras_upscaler, all_pairs[:1], all_ref[:1])
+    assert itself["psnr_vs_keras_db"] is None and itself["max_abs_diff_float"] == 0
+    arts = {a["name"]: a for a in exported["report"]["artifacts"]}
+    for name in ("savedmodel v1", "tflite fp32"):
+        fid = arts[name]["fidelity"]
+        assert fid["max_abs_diff_float"] <= 1e-3 and fid["max_abs_diff_uint8"] <= 1, name
+    keras_y = arts["keras"]["fidelity"]["y_psnr_vs_hr_db"]
+    for variant in ("dynamic_int8", "int8"):
+        fid = arts[f"tflite {variant}"]["fidelity"]
+        assert fid["psnr_vs_keras_db"] > 30, variant  # quantization noise well below the image content
+        assert abs(fid["y_psnr_vs_hr_db"] - keras_y) < 1.0, variant
+        mine = fidelity(load_upscaler(arts[f"tflite {variant}"]["path"]), all_pairs, all_ref)
+        assert mine["psnr_vs_keras_db"] == pytest.approx(fid["psnr_vs_keras_db"], abs=1e-6)
+
+
+def test_int8_model_is_fully_integer_with_uint8_io(exported):
+    interpreter = tflite_interpreter(model_path=str(exported["out"] / "tflite" / "srgan_int8.tflite"))
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    assert inp["dtype"] == np.uint8 and out["dtype"] == np.uint8
+    scale, zero = inp["quantization"]
+    assert scale == pytest.approx(1 / 255, rel=0.05) and zero <= 2
+    ops = exported["report"]["artifacts"][-1]["ops"]
+    assert "DEQUANTIZE" not in ops  # no float islands
+
+
+def test_xnnpack_runs_the_float_models(exported):
+    arts = {a["name"]: a for a in exported["report"]["artifacts"]}
+    for variant in VARIANTS:
+        xnn = arts[f"tflite {variant}"]["xnnpack"]
+        assert xnn["partitions"] >= 1 and xnn["delegated_ops"] > 0, variant
+    fp32 = arts["tflite fp32"]["xnnpack"]
+    assert fp32["delegated_ops"] == fp32["total_ops"] and not fp32["not_delegated"]
+
+
+def _upscale_nearest(x):
+    return tf.image.resize(x, tf.shape(x)[1:3] * 4, method="nearest")
+
+
+def _tflite(fn, spec, module=None, select_tf_ops=False, resource_variables=False) -> bytes:
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function(spec)], module)
+    if select_tf_ops:
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+    converter.experimental_enable_resource_variables = resource_variables
+    return converter.convert()
+
+
+def test_check_accepts_a_plain_dynamic_model():
+    data = _tflite(tf.function(_upscale_nearest), tf.TensorSpec([None, None, None, 3], tf.float32))
+    report = check_tflite(data, 4, "test")
+    assert report["ops"]["RESIZE_NEAREST_NEIGHBOR"] == 1
+    assert report["xnnpack"]["total_ops"] == sum(report["ops"].values())
+
+
+def test_check_refuses_models_with_variables():
+    module = tf.Module()
+    module.bias = tf.Variable(0.0)
+
+    @tf.function
+    def fn(x):
+        module.bias.assign_add(1.0)
+        return _upscale_nearest(x) + module.bias
+
+    data = _tflite(fn, tf.TensorSpec([None, None, None, 3], tf.float32), module, resource_variables=True)
+    with pytest.raises(ExportError, match="VAR_HANDLE|variables"):
+        check_tflite(data, 4, "test")
+
+
+def test_check_refuses_flex_ops():
+    @tf.function
+    def fn(x):
+        text = tf.strings.as_string(x[0, 0, 0, 0])  # no TFLite builtin for this
+        return _upscale_nearest(x) + tf.cast(tf.strings.length(text), tf.float32)
+
+    data = _tflite(fn, tf.TensorSpec([None, None, None, 3], tf.float32), select_tf_ops=True)
+    with pytest.raises(ExportError, match="Flex"):
+        check_tflite(data, 4, "test")
+
+
+def test_check_refuses_static_shapes():
+    fn = tf.function(lambda x: tf.image.resize(x, [28, 36], method="nearest"))
+    data = _tflite(fn, tf.TensorSpec([1, 7, 9, 3], tf.float32))
+    with pytest.raises(ExportError, match="dynamic"):
+        check_tflite(data, 4, "test")
+
+
+# ---------------------------------------------------------------- command line
+
+
+def test_new_export_gets_the_next_version_and_never_overwrites(exported, tmp_path, capsys):
+    out = tmp_path / "o"
+    shutil.copytree(exported["out"] / "serving", out / "serving")
+    argv = ["export", f"--generator={exported['root'] / 'g.keras'}", f"--out={out}", "--formats=savedmodel",
+            "--latency_runs=0", "--fidelity_data=/nonexistent"]
+    assert main(argv) == 0
+    assert (out / "serving" / "srgan" / "2" / "saved_model.pb").is_file()
+    assert "fidelity skipped" in capsys.readouterr().out
+    assert main([*argv, "--version=1"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "already exists" in err
+
+
+@pytest.mark.parametrize(
+    ("flags", "status", "message"),
+    [
+        (["--generator={tmp}/missing.keras"], 1, "no such file"),
+        (["--generator={tmp}/g.keras", "--formats=onnx"], 1, "unknown or no formats"),
+        (["--generator={tmp}/g.keras", "--name=a/b"], 1, "--name"),
+        (["--generator={tmp}/g.keras", "--calibration_dir={tmp}/nope"], 1, "not a folder"),
+        (["--generator={tmp}/g.keras", "--version=0"], 2, "version"),
+        (["--generator={tmp}/g.keras", "stray"], 2, "unexpected arguments"),
+    ],
+)
+def test_bad_arguments_give_one_line_errors(exported, tmp_path, capsys, flags, status, message):
+    root = exported["root"]
+    argv = ["export", f"--out={tmp_path / 'o'}", "--latency_runs=0"] + [f.format(tmp=root) for f in flags]
+    assert main(argv) == status
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err and message in err, err
+    assert not (tmp_path / "o" / "report.json").exists()

@@ -14,6 +14,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags  # noqa: E402
 
+from srgan_tf import cli  # noqa: E402
+
 _SET5 = os.path.join("..", "shared", "data", "Set5")
 
 
@@ -48,19 +50,9 @@ def _flag_values() -> flags.FlagValues:
 def main(argv: list[str] | None = None) -> int:
     """The command line; returns the exit status (0 ok, 1 bad input or failed check, 2 bad flags)."""
     fv = _flag_values()
-    argv = sys.argv if argv is None else argv
-    if any(a in ("-h", "--help", "-help") for a in argv[1:]):
-        print(f"usage: python -m export --generator=G.keras --out=DIR\n"
-              f"{fv.module_help(fv.find_module_defining_flag('generator'))}")
-        return 0
-    try:
-        rest = fv(argv)
-    except flags.Error as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if len(rest) > 1:
-        print(f"error: unexpected arguments: {' '.join(rest[1:])}", file=sys.stderr)
-        return 2
+    status = cli.parse_flags(fv, sys.argv if argv is None else argv, "python -m export --generator=G.keras --out=DIR")
+    if status is not None:
+        return status
 
     from export import ExportError
     from export.pipeline import run_export

@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 from absl import flags  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
-from srgan_tf import metrics  # noqa: E402
+from srgan_tf import cli, metrics  # noqa: E402
 from srgan_tf.images import ImageError, atomic_write, find_images, load_image, save_image  # noqa: E402
 from srgan_tf.imresize import METHODS, imresize, resize  # noqa: E402
 from srgan_tf.loader import ModelLoadError, Upscaler, load_upscaler  # noqa: E402
@@ -261,25 +261,15 @@ def _flag_values() -> flags.FlagValues:
 def main(argv: list[str] | None = None) -> int:
     """The command line; returns the exit status (0 ok, 1 bad input, 2 bad flags)."""
     fv = _flag_values()
-    argv = sys.argv if argv is None else argv
-    if any(a in ("-h", "--help", "-help") for a in argv[1:]):
-        print(f"usage: python -m srgan_tf.evaluate --model=MODEL --data=SET_DIR --out=REPORT_DIR\n"
-              f"{fv.module_help(fv.find_module_defining_flag('model'))}")
-        return 0
-    try:
-        rest = fv(argv)
-    except flags.Error as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if len(rest) > 1:
-        print(f"error: unexpected arguments: {' '.join(rest[1:])}", file=sys.stderr)
-        return 2
+    status = cli.parse_flags(fv, sys.argv if argv is None else argv,
+                             "python -m srgan_tf.evaluate --model=MODEL --data=SET_DIR --out=REPORT_DIR")
+    if status is not None:
+        return status
     try:
         upscaler = load_upscaler(fv.model, fv.scale)
         result = evaluate(upscaler, fv.data, fv.out, degradation=fv.degradation)
     except (EvaluationError, ModelLoadError, ImageError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        return cli.error(e)
     print(format_markdown(result), end="")
     print(f"\nwrote {Path(fv.out) / 'results.json'}, results.md and images/")
     return 0

@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 from absl import flags  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
-from srgan_tf import data  # noqa: E402
+from srgan_tf import cli, data  # noqa: E402
 from srgan_tf.evaluate import (  # noqa: E402
     PAPER_RESULTS,
     PAPER_SCALE,
@@ -437,25 +437,19 @@ def _flag_values() -> flags.FlagValues:
 def main(argv: list[str] | None = None) -> int:
     """The command line; returns the exit status (0 ok, 1 unusable input, 2 bad flags)."""
     fv = _flag_values()
-    argv = sys.argv if argv is None else argv
-    if any(a in ("-h", "--help", "-help") for a in argv[1:]):
-        print(f"usage: python -m srgan_tf.report --workdir=W --out=DIR [--markdown=RESULTS.md]\n"
-              f"{fv.module_help(fv.find_module_defining_flag('workdir'))}")
-        return 0
+    status = cli.parse_flags(fv, sys.argv if argv is None else argv,
+                             "python -m srgan_tf.report --workdir=W --out=DIR [--markdown=RESULTS.md]")
+    if status is not None:
+        return status
     try:
-        rest = fv(argv)
         alphas = [float(a) for a in fv.alphas]
-    except (flags.Error, ValueError) as e:
-        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
-        return 2
-    if len(rest) > 1:
-        print(f"error: unexpected arguments: {' '.join(rest[1:])}", file=sys.stderr)
-        return 2
+    except ValueError as e:
+        print(f"error: --alphas: {e}", file=sys.stderr)
+        return cli.EXIT_BAD_FLAGS
     try:
         make_report(fv.workdir, fv.out, fv.sets, alphas, fv.markdown, fv.command, fv.wall_time)
     except (ReportError, EvaluationError, ModelLoadError, ImageError, InterpolationError, OSError) as e:
-        print(f"error: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}", file=sys.stderr)
-        return 1
+        return cli.error(e)
     print(f"wrote {Path(fv.out) / 'results.json'}, images/, curves.png, interpolation.png"
           + (f" and {fv.markdown}" if fv.markdown else ""))
     return 0

@@ -23,6 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import flags  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from srgan_tf import cli
 from srgan_tf.images import ImageError, find_images, load_image, save_image  # noqa: E402
 from srgan_tf.tiling import DEFAULT_TILE, TilingError, artifact_metadata, margin_for, upscale_tiled  # noqa: E402
 
@@ -167,19 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     from srgan_tf.loader import ModelLoadError
 
     fv = _flag_values()
-    argv = sys.argv if argv is None else argv
-    if any(a in ("-h", "--help", "-help") for a in argv[1:]):
-        print(f"usage: python -m srgan_tf.upscale --model=MODEL --input=IN --output=OUT\n"
-              f"{fv.module_help(fv.find_module_defining_flag('model'))}")
-        return 0
-    try:
-        rest = fv(argv)
-    except flags.Error as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if len(rest) > 1:
-        print(f"error: unexpected arguments: {' '.join(rest[1:])}", file=sys.stderr)
-        return 2
+    status = cli.parse_flags(fv, sys.argv if argv is None else argv,
+                             "python -m srgan_tf.upscale --model=MODEL --input=IN --output=OUT")
+    if status is not None:
+        return status
     try:
         failures = run(fv.model, Path(fv.input), Path(fv.output), fv.tile, fv.margin, fv.scale)
     except (UpscaleError, ModelLoadError, TilingError) as e:

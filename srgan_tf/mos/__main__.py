@@ -21,6 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags  # noqa: E402
 
+from srgan_tf import cli
 from srgan_tf.mos.study import StudyError  # noqa: E402
 
 USAGE = """usage: python -m srgan_tf.mos COMMAND [--flags]
@@ -179,17 +180,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     make_flags, run = COMMANDS[command]
     fv = make_flags()
-    if any(a in ("-h", "--help", "-help") for a in argv[2:]):
-        print(f"usage: python -m srgan_tf.mos {command} [--flags]\n{fv.main_module_help()}")
-        return 0
-    try:
-        rest = fv([f"srgan_tf.mos {command}", *argv[2:]])
-    except flags.Error as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if len(rest) > 1:
-        print(f"error: unexpected arguments: {' '.join(rest[1:])}", file=sys.stderr)
-        return 2
+    status = cli.parse_flags(fv, [f"srgan_tf.mos {command}", *argv[2:]], f"python -m srgan_tf.mos {command} [--flags]")
+    if status is not None:
+        return status
     try:
         run(fv)
     except (UserError, StudyError, OSError) as e:

@@ -30,13 +30,14 @@ from srgan_tf.config import ConfigError, phases_of, validate
 from srgan_tf.evaluate import evaluate
 from srgan_tf.images import atomic_write
 from srgan_tf.loader import load_upscaler
+from srgan_tf.lock import WorkdirBusyError, workdir_lock
 from srgan_tf.losses import WeightsUnavailableError, make_content_loss
 from srgan_tf.models import build_discriminator, build_generator
 from srgan_tf.srgan import SRGAN
 
 log = logging.getLogger("srgan_tf")
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "quickstart.py"
-USER_ERRORS = (ConfigError, data.DataError, WeightsUnavailableError, OSError)
+USER_ERRORS = (ConfigError, data.DataError, WeightsUnavailableError, WorkdirBusyError, OSError)
 EXIT_INTERRUPTED = 130
 
 
@@ -116,6 +117,11 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     validate(config)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    with workdir_lock(workdir):
+        return _run_locked(config, workdir)
+
+
+def _run_locked(config: ml_collections.ConfigDict, workdir: Path) -> dict:
     atomic_write(workdir / "config.json", lambda tmp: Path(tmp).write_text(config.to_json_best_effort(indent=2)))
     keras.utils.set_random_seed(config.seed)
 

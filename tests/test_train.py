@@ -225,3 +225,25 @@ def test_sigterm_writes_a_checkpoint_and_exits_as_interrupted(tmp_path):
     assert "interrupted: SIGTERM" in stderr
     latest = tf.train.latest_checkpoint(str(tmp_path / "checkpoints" / "srresnet"))
     assert latest is not None and int(latest.rsplit("-", 1)[1]) >= 2  # saved on the way out, not at a period
+
+
+def test_the_cpu_demo_pipeline_runs_end_to_end_in_miniature(tmp_path, shared_data):
+    """configs/cpu_demo.py itself (full-size nets, bfloat16, both phases, evaluation) with the sizes shrunk."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cpu_demo", REPO / "configs" / "cpu_demo.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    demo = module.get_config()
+    assert (demo.model.num_blocks, demo.model.filters, demo.data.crop, demo.train.batch_size) == (16, 64, 96, 16)
+    assert demo.data.source == "sample" and demo.data.degradation == "matlab"
+
+    set5 = shared_data / "Set5"
+    res = subprocess.run(
+        _train_cmd(tmp_path, "--config=configs/cpu_demo.py", "--config.srresnet.steps=3", "--config.srgan.steps=2",
+                   "--config.train.log_every=1", "--config.train.eval_every=0", f"--config.evaluate_on={set5}"),
+        cwd=REPO, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    evaluation = json.loads((tmp_path / "summary.json").read_text())["evaluation"]["Set5"]
+    assert set(evaluation) == {"bicubic", "srresnet", "srgan"}
+    assert evaluation["bicubic"]["psnr"] == pytest.approx(28.42, abs=0.02)

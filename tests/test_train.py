@@ -239,9 +239,11 @@ def test_the_cpu_demo_pipeline_runs_end_to_end_in_miniature(tmp_path, shared_dat
     assert demo.data.source == "sample" and demo.data.degradation == "matlab"
 
     set5 = shared_data / "Set5"
+    cmd = _train_cmd(tmp_path, "--config.srresnet.steps=3", "--config.srgan.steps=2", "--config.train.log_every=1",
+                     "--config.train.eval_every=0", f"--config.evaluate_on={set5}")
+    cmd.insert(3, "--config=configs/cpu_demo.py")  # absl wants the file before its overrides
     res = subprocess.run(
-        _train_cmd(tmp_path, "--config=configs/cpu_demo.py", "--config.srresnet.steps=3", "--config.srgan.steps=2",
-                   "--config.train.log_every=1", "--config.train.eval_every=0", f"--config.evaluate_on={set5}"),
+        cmd,
         cwd=REPO, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     evaluation = json.loads((tmp_path / "summary.json").read_text())["evaluation"]["Set5"]

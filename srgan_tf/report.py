@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 from absl import flags  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
-from srgan_tf import cli, data  # noqa: E402
+from srgan_tf import cli  # noqa: E402
 from srgan_tf.evaluate import (  # noqa: E402
     PAPER_RESULTS,
     PAPER_SCALE,
@@ -43,17 +43,13 @@ from srgan_tf.evaluate import (  # noqa: E402
 from srgan_tf.images import ImageError, atomic_write, find_images, load_image  # noqa: E402
 from srgan_tf.interpolate import InterpolationError, interpolate  # noqa: E402
 from srgan_tf.loader import ModelLoadError, Upscaler, load_upscaler, upscaler_from_keras  # noqa: E402
+from srgan_tf.report_markdown import GENERATORS, METHODS, format_markdown, num  # noqa: E402
 
-METHODS = {"bicubic": "bicubic", "srresnet": "SRResNet", "srgan": "SRGAN"}
-GENERATORS = ("srresnet", "srgan")
 DEFAULT_SETS = "../shared/data/Set5,../shared/data/Set14"
 DEFAULT_ALPHAS = "0,0.2,0.4,0.6,0.8,1"
 MAX_GRID_WIDTH = 1400
 JPEG_QUALITY = 85
 GAP = 8  # pixels between the panels of a comparison grid
-# Scalars summarised in the Markdown's training table (first and last logged value).
-KEY_SCALARS = ("srresnet/content_loss", "srresnet/val_psnr", "srgan/content_loss", "srgan/adv_loss",
-               "srgan/d_loss", "srgan/d_real", "srgan/d_fake", "srgan/val_psnr")
 
 
 class ReportError(ValueError):
@@ -150,7 +146,7 @@ def _grids(set_dir: Path, set_name: str, upscalers: dict[str, Upscaler], results
         lr = low_res_input(hr, Path(rel), lr_dir, scale, degradation)  # the same input evaluate scores
         panels = [np.repeat(np.repeat(lr, scale, axis=0), scale, axis=1)]
         panels += [upscalers[m](lr) for m in METHODS] + [hr]
-        labels = ["LR (nearest)"] + [f"{METHODS[m]} {_num(scores[m][rel]['psnr'], 2)} dB" for m in METHODS] + ["HR"]
+        labels = ["LR (nearest)"] + [f"{METHODS[m]} {num(scores[m][rel]['psnr'], 2)} dB" for m in METHODS] + ["HR"]
         name = scores["bicubic"][rel]["name"]
         stem = _slug(f"{set_name}_{name}")
         stem = stem if stem not in used else _slug(f"{set_name}_{Path(rel).stem}")
@@ -303,120 +299,6 @@ def make_report(workdir: str | os.PathLike, out_dir: str | os.PathLike, sets: Se
         page = format_markdown(report, out_dir, markdown.parent)
         atomic_write(markdown, lambda tmp: Path(tmp).write_text(page))
     return report
-
-
-def _num(x: float | None, digits: int, sign: bool = False) -> str:
-    """x with `digits` decimals; None is "inf" (a PSNR of identical images)."""
-    return "inf" if x is None else f"{x:{'+' if sign else ''}.{digits}f}"
-
-
-def _training_data(config: dict) -> str:
-    d = config.get("data", {})
-    return {"sample": f"the {len(data.SAMPLE_TRAIN)} photographs shipped with scikit-image (none from the "
-                      "benchmark sets)",
-            "folder": f"the images in `{d.get('path')}`", "paired": f"the image pairs in `{d.get('path')}`",
-            "tfds": f"the TFDS dataset `{d.get('tfds_name')}`"}.get(d.get("source"), f"`{d.get('source')}` data")
-
-
-def _comparison_text(report: dict) -> list[str]:
-    config = report["reproducibility"]["config"]
-    steps = {m: config.get(m, {}).get("steps", 0) for m in GENERATORS}
-    train = config.get("train", {})
-    lines = [
-        f"**These are not the paper's experiment.** The paper's networks were trained on 350 thousand ImageNet "
-        f"images for 10^6 SRResNet steps and 2x10^5 SRGAN steps (SRGAN with the VGG54 content loss) on a GPU. "
-        f"The networks here were trained on {_training_data(config)} for "
-        f"{steps['srresnet']:,} SRResNet and {steps['srgan']:,} SRGAN steps, batches of {train.get('batch_size')} "
-        f"{config['data'].get('crop')}x{config['data'].get('crop')} crops, SRGAN content loss "
-        f"`{config.get('srgan', {}).get('content_loss')}`, on a CPU: read the paper's columns as a reference "
-        "point, not as what this code reached.",
-        "",
-    ]
-    for set_name, b in report["benchmark"].items():
-        m, g = b["methods"], b["gain_over_bicubic_db"]
-        text = (f"- {set_name}: SRResNet is {_num(g['srresnet'], 2, sign=True)} dB and SRGAN "
-                f"{_num(g['srgan'], 2, sign=True)} dB over bicubic")
-        if b["paper"]:
-            p = b["paper"]["bicubic"]
-            text += (f"; the paper's SRResNet {_paper_gain(b, 'srresnet')} dB and SRGAN {_paper_gain(b, 'srgan')} dB. "
-                     f"Bicubic here {_num(m['bicubic']['psnr'], 2)} dB / {m['bicubic']['ssim']:.4f} against the "
-                     f"paper's {p['psnr']:.2f} dB / {p['ssim']:.4f}, the measure of how far the two evaluation "
-                     "protocols agree (the paper's SSIM implementation differs: compare SSIM with care)")
-        lines.append(text + ".")
-    return lines
-
-
-def _paper_gain(b: dict, method: str) -> str:
-    return f"{b['paper'][method]['psnr'] - b['paper']['bicubic']['psnr']:+.2f}"
-
-
-def format_markdown(report: dict, out_dir: str | os.PathLike, md_dir: str | os.PathLike) -> str:
-    """The report dict (results.json) as a Markdown page placed in `md_dir`, linking the pictures under
-    `out_dir` by paths relative to `md_dir`. Every figure comes from `report`."""
-    def link(rel: str) -> str:
-        return Path(os.path.relpath(Path(out_dir) / rel, md_dir)).as_posix()
-
-    repro = report["reproducibility"]
-    lines = [f"# SRResNet and SRGAN: results of the run in `{report['workdir']}`", "",
-             f"Written by `python -m srgan_tf.report` on {report['created']}. {report['scale']}x upscaling; "
-             f"PSNR and SSIM on the Y channel with a {report['scale']}-pixel border removed, as in the literature "
-             "(srgan_tf.evaluate).", "",
-             "## Benchmarks", "",
-             "| set | method | PSNR (dB) | SSIM | over bicubic (dB) | paper PSNR (dB) | paper SSIM |",
-             "|---|---|---:|---:|---:|---:|---:|"]
-    for set_name, b in report["benchmark"].items():
-        for m, label in METHODS.items():
-            r, paper = b["methods"][m], (b["paper"] or {}).get(m)
-            gain = _num(b["gain_over_bicubic_db"][m], 2, sign=True) if m in GENERATORS else ""
-            paper_cells = f"{paper['psnr']:.2f} | {paper['ssim']:.4f}" if paper else "– | –"
-            lines.append(f"| {set_name} | {label}{' (this run)' if m in GENERATORS else ''} | {_num(r['psnr'], 2)} "
-                         f"| {r['ssim']:.4f} | {gain} | {paper_cells} |")
-    lines += ["", *_comparison_text(report), ""]
-
-    scalars = report["training"]["scalars"]
-    lines += ["## Training curves", "", f"![training curves]({link(report['training']['plot'])})", "",
-              "| scalar | first logged (step) | last logged (step) |", "|---|---:|---:|"]
-    for tag in (t for t in KEY_SCALARS if scalars.get(t)):
-        (s0, v0), (s1, v1) = scalars[tag][0], scalars[tag][-1]
-        lines.append(f"| `{tag}` | {v0:.4g} ({s0}) | {v1:.4g} ({s1}) |")
-
-    sweep = report["interpolation"]["sets"]
-    lines += ["", "## Network interpolation (perception-distortion trade-off)", "",
-              "Every weight of the generator set to (1 - alpha) SRResNet + alpha SRGAN (alpha 0 is SRResNet, 1 is "
-              "SRGAN), each blend scored like the models above.", "",
-              f"![PSNR and SSIM against alpha]({link(report['interpolation']['plot'])})", "",
-              "| alpha | " + " | ".join(f"{s} PSNR (dB) | {s} SSIM" for s in sweep) + " |",
-              "|---:|" + "---:|---:|" * len(sweep)]
-    for i, alpha in enumerate(report["interpolation"]["alphas"]):
-        lines.append(f"| {alpha:g} | " + " | ".join(f"{_num(rows[i]['psnr'], 2)} | {rows[i]['ssim']:.4f}"
-                                                     for rows in sweep.values()) + " |")
-
-    lines += ["", "## Comparison images", "",
-              "Per image: LR (nearest neighbour) | bicubic | SRResNet | SRGAN | HR, the most detailed square "
-              "(red box) enlarged below; labels give each method's Y-PSNR on that image.", ""]
-    for set_name, b in report["benchmark"].items():
-        for row in b["images"]:
-            scores = ", ".join(f"{label} {_num(row[m]['psnr'], 2)} dB / {row[m]['ssim']:.4f}"
-                               for m, label in METHODS.items())
-            title = f"{set_name} {row['name']}"
-            lines += [f"**{title}** ({scores})", "", f"![{title}]({link(row['grid'])})", ""]
-
-    wall = repro["wall_time"]
-    if wall["seconds"] is None:
-        wall_text = "not recorded"
-    else:
-        phases = ", ".join(f"{p} {s:.0f} s" for p, s in wall.get("per_phase", {}).items())
-        wall_text = f"{wall['seconds']:.0f} s ({wall['seconds'] / 60:.1f} min{'; ' + phases if phases else ''}), " \
-                    f"from {wall['source']}"
-    sw = repro["software"]
-    lines += ["## Reproducibility", "",
-              f"- Command: `{repro['command']}`" if repro["command"] else "- Command: not recorded",
-              f"- Seed: {repro['seed']}", f"- Wall time: {wall_text}",
-              f"- Software (where this report was written): Python {sw['python']}, TensorFlow {sw['tensorflow']}, "
-              f"Keras {sw['keras']}, NumPy {sw['numpy']}; {sw['platform']}; {sw['cpu']}, {sw['cpu_count']} CPUs",
-              "", "<details><summary>Configuration (config.json)</summary>", "", "```json",
-              json.dumps(repro["config"], indent=2), "```", "", "</details>", ""]
-    return "\n".join(lines)
 
 
 def _flag_values() -> flags.FlagValues:

@@ -15,14 +15,17 @@ def get_config():
     config.data.source = "sample"
     config.train.batch_size = 16
     config.train.precision = "mixed_bfloat16"  # ~3x faster than float32 on this CPU; saved generators are float32
-    config.srresnet.steps = 2500
+    # A short run ends at a small learning rate: ending a 2500-step run at 1e-4, then 200 more steps at 2e-5,
+    # raised Set5 from 27.08 to 28.01 dB (the constant rate's gradient noise was the limit, not capacity).
+    config.srresnet.steps = 3000
     config.srresnet.learning_rate = 2e-4
-    config.srresnet.lr_decay_steps = 2000
-    config.srresnet.lr_decay_factor = 0.5
-    config.srgan.steps = 300
+    config.srresnet.lr_schedule = "cosine"
+    config.srresnet.lr_decay_factor = 0.01
+    config.srgan.steps = 200
     config.srgan.content_loss = "mse"
     config.srgan.learning_rate = 1e-4
-    config.srgan.lr_decay_steps = 200
+    config.srgan.lr_schedule = "cosine"
+    config.srgan.lr_decay_factor = 0.1
     config.train.log_every = 25
     config.train.checkpoint_every = 100
     config.train.eval_every = 500

@@ -15,6 +15,7 @@ from srgan_tf.losses import CONTENT_LOSSES
 from srgan_tf.models import SUPPORTED_SCALES
 
 PHASES = ("srresnet", "srgan")
+LR_SCHEDULES = ("step", "cosine")
 DATA_SOURCES = ("sample", "folder", "tfds", "paired")
 DEGRADATIONS = ("matlab", "pil", "tf")
 PRECISIONS = ("float32", "mixed_bfloat16")
@@ -31,7 +32,10 @@ def _phase(steps: int, content_loss: str, adversarial_weight: float, learning_ra
         "content_loss": content_loss,  # "mse" (eq. 4), "vgg22" or "vgg54" (eq. 5)
         "adversarial_weight": adversarial_weight,  # 1e-3 in eq. 3; 0 trains G alone (SRResNet)
         "learning_rate": learning_rate,
-        "lr_decay_steps": lr_decay_steps,  # step at which the rate is multiplied by lr_decay_factor; 0: never
+        # step: the paper's, learning_rate times lr_decay_factor from step lr_decay_steps on (0: never).
+        # cosine: a half cosine from learning_rate down to learning_rate * lr_decay_factor at the phase's last step.
+        "lr_schedule": "step",
+        "lr_decay_steps": lr_decay_steps,
         "lr_decay_factor": 0.1,
     })
 
@@ -45,7 +49,8 @@ def base_config() -> ml_collections.ConfigDict:
     # folders are skipped with a warning. Reports go to <workdir>/eval/<phase>/<set>/.
     c.evaluate_on = ""
 
-    c.model = ml_collections.ConfigDict({"num_blocks": 16, "filters": 64, "scale": 4, "bn_momentum": 0.9})
+    c.model = ml_collections.ConfigDict({"num_blocks": 16, "filters": 64, "scale": 4, "bn_momentum": 0.9,
+                                      "batch_norm": True})  # False: G without BN (EDSR/ESRGAN), a deviation
 
     c.data = ml_collections.ConfigDict({
         "source": "sample",  # sample (photos shipped with scikit-image) | folder | tfds | paired
@@ -129,6 +134,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
         need(p.adversarial_weight >= 0, f"{name}.adversarial_weight", f"must be >= 0, got {p.adversarial_weight}")
         need(p.learning_rate > 0, f"{name}.learning_rate", f"must be > 0, got {p.learning_rate}")
         need(p.lr_decay_steps >= 0, f"{name}.lr_decay_steps", f"must be >= 0, got {p.lr_decay_steps}")
+        need(p.lr_schedule in LR_SCHEDULES, f"{name}.lr_schedule",
+             f"must be one of {LR_SCHEDULES}, got {p.lr_schedule!r}")
+        need(0 <= p.lr_decay_factor <= 1, f"{name}.lr_decay_factor", f"must be in [0, 1], got {p.lr_decay_factor}")
     need(config.srresnet.adversarial_weight == 0 or "srresnet" not in phases, "srresnet.adversarial_weight",
          "must be 0 (SRResNet is trained without D)")
 

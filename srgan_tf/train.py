@@ -46,6 +46,8 @@ class Interrupted(Exception):  # noqa: N818 (a signal, not an error)
 
 
 def _learning_rate(p: ml_collections.ConfigDict):
+    if p.lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(p.learning_rate, max(p.steps, 1), alpha=p.lr_decay_factor)
     if not p.lr_decay_steps:
         return p.learning_rate
     return keras.optimizers.schedules.PiecewiseConstantDecay(
@@ -59,7 +61,7 @@ def _save_generator(generator: keras.Model, config: ml_collections.ConfigDict, p
         keras.mixed_precision.set_global_policy("float32")
         try:
             copy = build_generator(config.model.num_blocks, config.model.filters, config.model.scale,
-                                   config.model.bn_momentum)
+                                   config.model.bn_momentum, config.model.batch_norm)
         finally:
             keras.mixed_precision.set_global_policy(policy)
         copy.set_weights(generator.get_weights())
@@ -134,7 +136,8 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: Path) -> dict:
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(config.train.precision)  # G, D and VGG compute in this precision
     try:
-        generator = build_generator(config.model.num_blocks, config.model.filters, scale, config.model.bn_momentum)
+        generator = build_generator(config.model.num_blocks, config.model.filters, scale, config.model.bn_momentum,
+                                    config.model.batch_norm)
         discriminator = build_discriminator(config.data.crop, config.model.bn_momentum)
         phases, init_from = [], None
         for name in phases_of(config):

@@ -28,48 +28,100 @@ def side_by_side(lr: np.ndarray, sr: np.ndarray, hr: np.ndarray) -> np.ndarray:
 
 
 class PhaseProgress(keras.callbacks.Callback):
-    """Stops at the phase's last step, checkpoints every `checkpoint_every` steps and at the end, and turns
-    SIGTERM/SIGINT into a checkpoint followed by a clean stop (`interrupted` is then set)."""
+    """Counts the batches drawn (`position`, checkpointed with the weights so that a resumed run draws the
+    next ones), stops at the phase's last step, checkpoints every `checkpoint_every` steps and at the end, and
+    turns SIGTERM/SIGINT into a checkpoint followed by a clean stop (`interrupted` is then set)."""
 
-    def __init__(self, manager: tf.train.CheckpointManager, step: tf.Variable, total_steps: int,
-                 checkpoint_every: int):
+    def __init__(self, manager: tf.train.CheckpointManager, step: tf.Variable, position: tf.Variable,
+                 total_steps: int, checkpoint_every: int):
         super().__init__()
-        self.manager, self.step, self.total, self.every = manager, step, total_steps, checkpoint_every
+        self.manager, self.step, self.position = manager, step, position
+        self.total, self.every = total_steps, checkpoint_every
         self.interrupted = None
         self._previous_handlers = {}
 
     def _on_signal(self, signum, _frame):
         self.interrupted = signal.Signals(signum).name
 
+    def _save(self, step: int) -> None:
+        latest = self.manager.latest_checkpoint
+        if latest is None or not latest.endswith(f"-{step}"):
+            self.manager.save(checkpoint_number=step)
+
     def on_train_begin(self, logs=None):
         for sig in (signal.SIGTERM, signal.SIGINT):
             self._previous_handlers[sig] = signal.signal(sig, self._on_signal)
 
     def on_train_batch_end(self, batch, logs=None):
+        self.position.assign_add(1)
         step = int(self.step)
         if step % self.every == 0:
-            self.manager.save(checkpoint_number=step)
+            self._save(step)
         if step >= self.total or self.interrupted:
             self.model.stop_training = True
 
     def on_train_end(self, logs=None):
         for sig, handler in self._previous_handlers.items():
             signal.signal(sig, handler)
-        step = int(self.step)
-        if self.manager.latest_checkpoint is None or not self.manager.latest_checkpoint.endswith(f"-{step}"):
-            self.manager.save(checkpoint_number=step)
+        self._save(int(self.step))
         if self.interrupted:
-            log.warning("%s received: checkpoint written at step %d", self.interrupted, step)
+            log.warning("%s received: checkpoint written at step %d", self.interrupted, int(self.step))
+
+
+class DivergenceGuard(keras.callbacks.Callback):
+    """Watches the updates that SRGAN.train_step refused (non-finite loss or gradients): logs each one, and
+    after `max_bad_steps` in a row restores the newest checkpoint, keeps drawing new batches (the bad ones
+    are not replayed) and stops fit() so that the phase restarts from the restored step. The learning rate
+    is not changed. After `max_rollbacks` rollbacks, or with no checkpoint to go back to, it stops for good
+    and sets `failed` to the reason."""
+
+    def __init__(self, checkpoint: tf.train.Checkpoint, manager: tf.train.CheckpointManager, step: tf.Variable,
+                 position: tf.Variable, phase: str, max_bad_steps: int, max_rollbacks: int):
+        super().__init__()
+        self.checkpoint, self.manager, self.step, self.position = checkpoint, manager, step, position
+        self.phase, self.max_bad_steps, self.max_rollbacks = phase, max_bad_steps, max_rollbacks
+        self.rollbacks = 0
+        self.failed: str | None = None
+        self._skipped_seen = 0
+
+    def on_train_begin(self, logs=None):
+        self._skipped_seen = int(self.model.skipped_steps)
+
+    def on_train_batch_end(self, batch, logs=None):
+        skipped, streak = int(self.model.skipped_steps), int(self.model.bad_streak)
+        if skipped == self._skipped_seen:
+            return
+        self._skipped_seen = skipped
+        step = int(self.step)
+        log.warning("%s step %d: non-finite loss or gradient, update not applied (%d in a row, %d in this phase)",
+                    self.phase, step, streak, skipped)
+        if streak < self.max_bad_steps:
+            return
+        self.model.stop_training = True
+        latest = self.manager.latest_checkpoint
+        if latest is None or self.rollbacks >= self.max_rollbacks:
+            self.failed = (f"{self.phase} diverged: {streak} non-finite updates in a row at step {step}, after "
+                           f"{self.rollbacks} rollback(s); lower {self.phase}.learning_rate or check the data")
+            return
+        position = int(self.position)
+        self.checkpoint.restore(latest).assert_existing_objects_matched()
+        self.position.assign(position)
+        self.model.bad_streak.assign(0)
+        self.rollbacks += 1
+        log.warning("%s: %d non-finite updates in a row at step %d: restored %s (step %d), rollback %d of at "
+                    "most %d; the learning rate is unchanged", self.phase, streak, step, latest, int(self.step),
+                    self.rollbacks, self.max_rollbacks)
 
 
 class Summaries(keras.callbacks.Callback):
     """TensorBoard scalars (period means of the train_step metrics, the learning rate) every log period,
-    and validation Y-PSNR/SSIM plus side-by-side sample images every `eval_every` steps and at the end."""
+    and validation Y-PSNR/SSIM plus side-by-side sample images every `eval_every` steps and at the phase's
+    last step (`total_steps`)."""
 
     def __init__(self, writer, step: tf.Variable, phase: str, val_images, scale: int, eval_every: int,
-                 samples_dir: Path):
+                 samples_dir: Path, total_steps: int):
         super().__init__()
-        self.writer, self.step, self.phase = writer, step, phase
+        self.writer, self.step, self.phase, self.total = writer, step, phase, total_steps
         self.val_images, self.scale, self.eval_every = val_images, scale, eval_every
         self.samples_dir = samples_dir
         self.last_eval: dict[str, float] = {}
@@ -90,7 +142,7 @@ class Summaries(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         step = int(self.step)
-        if step != self._evaluated_at:
+        if step >= self.total and step != self._evaluated_at:
             self.evaluate(step)
         for name, row in self._rows.items():
             save_image(self.samples_dir / f"{self.phase}_{name}.png", row)

@@ -18,7 +18,7 @@ PHASES = ("srresnet", "srgan")
 LR_SCHEDULES = ("step", "cosine")
 DATA_SOURCES = ("sample", "folder", "tfds", "paired")
 DEGRADATIONS = ("matlab", "pil", "tf")
-PRECISIONS = ("float32", "mixed_bfloat16")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 class ConfigError(ValueError):
@@ -84,9 +84,17 @@ def base_config() -> ml_collections.ConfigDict:
         "log_every": 100,  # steps per Keras "epoch": one progress line and one TensorBoard point each
         "checkpoint_every": 1000,
         "keep_checkpoints": 3,
+        # Updates with a non-finite loss or gradient are not applied; after max_bad_steps of them in a row the
+        # newest checkpoint is restored (at most max_rollbacks times, then the run stops with an error).
+        "max_bad_steps": 10,
+        "max_rollbacks": 3,
+        # Bitwise-repeatable runs (tf.config.experimental.enable_op_determinism): a resumed run then ends with
+        # the weights of an uninterrupted one. Slower, and process-wide.
+        "deterministic": False,
         "eval_every": 10_000,  # validation PSNR/SSIM; 0: only at the end of each phase
         "verbose": 1,  # Keras fit() verbosity; 2 = one line per log period (for logs)
-        # float32 | mixed_bfloat16 (bfloat16 compute, float32 weights; ~3x faster on CPUs with AMX/AVX512-BF16).
+        # float32 | mixed_bfloat16 (bfloat16 compute, float32 weights; ~3x faster on CPUs with AMX/AVX512-BF16)
+        # | mixed_float16 (GPUs; each optimizer then scales its loss dynamically, keras LossScaleOptimizer).
         # Saved generators are always float32.
         "precision": "float32",
     })
@@ -142,6 +150,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
     t = config.train
     need(t.batch_size >= 1, "train.batch_size", f"must be >= 1, got {t.batch_size}")
-    for key in ("log_every", "checkpoint_every", "keep_checkpoints"):
+    for key in ("log_every", "checkpoint_every", "keep_checkpoints", "max_bad_steps"):
         need(t[key] >= 1, f"train.{key}", f"must be >= 1, got {t[key]}")
+    for key in ("eval_every", "max_rollbacks"):
         need(t[key] >= 0, f"train.{key}", f"must be >= 0, got {t[key]}")
+    need(t.precision in PRECISIONS, "train.precision", f"must be one of {PRECISIONS}, got {t.precision!r}")

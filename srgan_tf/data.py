@@ -106,7 +106,7 @@ def _decode_files(paths: list[Path], skipped: SkippedFiles) -> tf.data.Dataset:
     return ds.filter(lambda im: tf.size(im) > 0)
 
 
-def _tfds_images(cfg: ml_collections.ConfigDict) -> tf.data.Dataset:
+def _tfds_images(cfg: ml_collections.ConfigDict, seed: int) -> tf.data.Dataset:
     import tensorflow_datasets as tfds
 
     data_dir = cfg.tfds_data_dir or None
@@ -114,7 +114,8 @@ def _tfds_images(cfg: ml_collections.ConfigDict) -> tf.data.Dataset:
         builder = tfds.builder(cfg.tfds_name, data_dir=data_dir)
         if cfg.tfds_download:
             builder.download_and_prepare()
-        ds = builder.as_dataset(split=cfg.tfds_split, shuffle_files=True)
+        ds = builder.as_dataset(split=cfg.tfds_split, shuffle_files=True,
+                                read_config=tfds.ReadConfig(shuffle_seed=seed))
         keys = builder.info.features.keys()
     except Exception as e:  # tfds raises assorted errors for missing, unprepared or unreachable data
         reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
@@ -221,17 +222,19 @@ def _paired_crop(cfg: ml_collections.ConfigDict, scale: int):
 
 
 def train_dataset(cfg: ml_collections.ConfigDict, scale: int, batch_size: int, seed: int = 0,
-                  skipped: SkippedFiles | None = None) -> tf.data.Dataset:
+                  skipped: SkippedFiles | None = None, start: int = 0) -> tf.data.Dataset:
     """An endless, shuffled, augmented dataset of `(lr, hr)` batches (see the module docstring).
 
-    `cfg` is `config.data`. Unusable files are skipped and recorded in `skipped`; DataError when the source
-    has no usable image at all.
+    `cfg` is `config.data`. Batch k is a function of (`seed`, k) alone, and the dataset begins at batch
+    `start` without cropping or degrading the ones before it: a resumed run sees the batches the interrupted
+    one would have seen. Unusable files are skipped and recorded in
+    `skipped`; DataError when the source has no usable image at all.
     """
     skipped = SkippedFiles() if skipped is None else skipped
     if cfg.source == "paired":
         images, make_pair = _paired_images(cfg, scale, skipped), _paired_crop(cfg, scale)
     else:
-        images = _tfds_images(cfg) if cfg.source == "tfds" else _decode_files(hr_paths(cfg, skipped), skipped)
+        images = _tfds_images(cfg, seed) if cfg.source == "tfds" else _decode_files(hr_paths(cfg, skipped), skipped)
         make_pair = _degraded_crop(cfg, scale)
     if cfg.cache == "memory":
         images = images.cache()
@@ -239,7 +242,8 @@ def train_dataset(cfg: ml_collections.ConfigDict, scale: int, batch_size: int, s
         images = images.cache(cfg.cache)
     images = images.repeat().shuffle(cfg.shuffle_buffer, seed=seed)
     seeds = tf.data.Dataset.random(seed=seed).batch(2)
-    ds = tf.data.Dataset.zip(seeds, images).map(make_pair, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = tf.data.Dataset.zip(seeds, images).skip(start * batch_size)
+    ds = ds.map(make_pair, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 

@@ -15,6 +15,11 @@ class SRGAN(keras.Model):
     With `adversarial_weight == 0` this is the SRResNet phase (content loss only, D untouched). Otherwise each
     batch does one D update, then one G update against the updated D (k = 1 in Goodfellow et al.), with the
     generator loss l_X + adversarial_weight * l_Gen (eq. 3). Calling the model runs G.
+
+    An update whose loss or gradients are not finite is not applied (the optimizer's step counter and the
+    BatchNorm moving statistics do not move either); `skipped_steps` counts such batches and `bad_streak`
+    the current run of them, for the callbacks that log it and roll back (callbacks.DivergenceGuard). The
+    metrics average the applied steps.
     """
 
     def __init__(self, generator: keras.Model, discriminator: keras.Model | None, content_loss,
@@ -31,6 +36,8 @@ class SRGAN(keras.Model):
         if self.adversarial:
             names += ["adv_loss", "d_loss", "d_real", "d_fake"]
         self.trackers = {n: keras.metrics.Mean(name=n) for n in names}
+        self.skipped_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped_steps")
+        self.bad_streak = tf.Variable(0, dtype=tf.int64, trainable=False, name="bad_streak")
 
     def compile(self, g_optimizer: keras.optimizers.Optimizer,
                 d_optimizer: keras.optimizers.Optimizer | None = None, **kwargs):
@@ -39,6 +46,11 @@ class SRGAN(keras.Model):
             raise ValueError("an adversarial phase needs a discriminator optimizer")
         self.g_optimizer = g_optimizer
         self.d_optimizer = d_optimizer
+        # Built here, not on the first update: that update runs inside tf.cond (see _apply_if_finite).
+        if not g_optimizer.built:
+            g_optimizer.build(self.generator.trainable_variables)
+        if self.adversarial and not d_optimizer.built:
+            d_optimizer.build(self.discriminator.trainable_variables)
 
     @property
     def metrics(self):
@@ -50,6 +62,12 @@ class SRGAN(keras.Model):
     def train_step(self, data):
         lr, hr, _ = keras.utils.unpack_x_y_sample_weight(data)
         stats = {}
+        # BatchNorm moving statistics change in every training-mode forward pass: kept to be put back if
+        # this step is refused, so that a NaN batch cannot poison the inference-mode generator.
+        state = self.generator.non_trainable_variables
+        if self.adversarial:
+            state = state + self.discriminator.non_trainable_variables
+        saved = [tf.identity(v) for v in state]
         with tf.GradientTape() as g_tape:
             sr = self.generator(lr, training=True)
             if self.adversarial:
@@ -57,8 +75,9 @@ class SRGAN(keras.Model):
                     real_logits = self.discriminator(hr, training=True)
                     fake_logits = self.discriminator(tf.stop_gradient(sr), training=True)
                     d_loss = losses.discriminator_loss(real_logits, fake_logits)
+                    scaled_d_loss = self.d_optimizer.scale_loss(d_loss)  # mixed_float16: LossScaleOptimizer
                 d_vars = self.discriminator.trainable_variables
-                self.d_optimizer.apply_gradients(zip(d_tape.gradient(d_loss, d_vars), d_vars, strict=True))
+                d_ok = _apply_if_finite(self.d_optimizer, d_loss, d_tape.gradient(scaled_d_loss, d_vars), d_vars)
                 stats |= {"d_loss": d_loss, "d_real": tf.reduce_mean(tf.sigmoid(real_logits)),
                           "d_fake": tf.reduce_mean(tf.sigmoid(fake_logits))}
             content = self.content_loss(hr, sr)
@@ -67,12 +86,47 @@ class SRGAN(keras.Model):
                 adv = losses.generator_adversarial_loss(self.discriminator(sr, training=True))
                 g_loss = content + self.adversarial_weight * adv
                 stats["adv_loss"] = adv
+            scaled_g_loss = self.g_optimizer.scale_loss(g_loss)
         g_vars = self.generator.trainable_variables
-        self.g_optimizer.apply_gradients(zip(g_tape.gradient(g_loss, g_vars), g_vars, strict=True))
+        ok = _apply_if_finite(self.g_optimizer, g_loss, g_tape.gradient(scaled_g_loss, g_vars), g_vars)
+        if self.adversarial:
+            ok = tf.logical_and(ok, d_ok)
+
+        def restore():
+            for v, value in zip(state, saved, strict=True):
+                v.assign(value)
+            return tf.constant(False)
+
+        tf.cond(ok, lambda: tf.constant(True), restore)
+        self.skipped_steps.assign_add(tf.cast(tf.logical_not(ok), tf.int64))
+        self.bad_streak.assign(tf.where(ok, tf.constant(0, tf.int64), self.bad_streak + 1))
 
         # RGB PSNR of the training batch on the [-1, 1] range: a cheap progress signal, not the benchmark metric.
         stats |= {"g_loss": g_loss, "content_loss": content,
                   "psnr": tf.reduce_mean(tf.image.psnr(hr, tf.clip_by_value(sr, -1.0, 1.0), max_val=2.0))}
+        weight = tf.cast(ok, tf.float32)
         for name, value in stats.items():
-            self.trackers[name].update_state(value)
+            value = tf.cast(value, tf.float32)
+            self.trackers[name].update_state(tf.where(ok, value, 0.0), sample_weight=weight)
         return {name: t.result() for name, t in self.trackers.items()}
+
+
+def _apply_if_finite(optimizer: keras.optimizers.Optimizer, loss: tf.Tensor, grads: list[tf.Tensor],
+                     variables: list) -> tf.Tensor:
+    """Applies `grads` when `loss` and every gradient are finite; returns whether the update was applied
+    (a bool scalar). A LossScaleOptimizer gets every finite-loss step: it skips overflowing (scaled)
+    gradients itself and lowers its scale, and such a skip also counts as not applied."""
+    before = tf.identity(optimizer.iterations)
+    finite = tf.math.is_finite(tf.cast(loss, tf.float32))
+    if not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        finite = tf.reduce_all([finite] + [tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+
+    def apply():
+        optimizer.apply_gradients(zip(grads, variables, strict=True))
+        return tf.constant(True)
+
+    applied = tf.cond(finite, apply, lambda: tf.constant(False))
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        with tf.control_dependencies([applied]):
+            applied = tf.identity(optimizer.iterations) > before
+    return applied

@@ -25,7 +25,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from srgan_tf import data
-from srgan_tf.callbacks import PhaseProgress, Summaries
+from srgan_tf.callbacks import DivergenceGuard, PhaseProgress, Summaries
 from srgan_tf.config import ConfigError, phases_of, validate
 from srgan_tf.evaluate import evaluate
 from srgan_tf.images import atomic_write
@@ -37,12 +37,22 @@ from srgan_tf.srgan import SRGAN
 
 log = logging.getLogger("srgan_tf")
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "quickstart.py"
-USER_ERRORS = (ConfigError, data.DataError, WeightsUnavailableError, WorkdirBusyError, OSError)
 EXIT_INTERRUPTED = 130
 
 
 class Interrupted(Exception):  # noqa: N818 (a signal, not an error)
     """Training stopped on SIGTERM/SIGINT after writing a checkpoint."""
+
+
+class DivergenceError(RuntimeError):
+    """Training kept producing non-finite updates after the allowed rollbacks."""
+
+
+class CheckpointError(RuntimeError):
+    """A workdir's checkpoints exist but none of them can be restored into this configuration."""
+
+
+USER_ERRORS = (ConfigError, data.DataError, WeightsUnavailableError, WorkdirBusyError, CheckpointError, OSError)
 
 
 def _learning_rate(p: ml_collections.ConfigDict):
@@ -52,6 +62,12 @@ def _learning_rate(p: ml_collections.ConfigDict):
         return p.learning_rate
     return keras.optimizers.schedules.PiecewiseConstantDecay(
         [p.lr_decay_steps], [p.learning_rate, p.learning_rate * p.lr_decay_factor])
+
+
+def _optimizer(p: ml_collections.ConfigDict, config: ml_collections.ConfigDict) -> keras.optimizers.Optimizer:
+    adam = keras.optimizers.Adam(_learning_rate(p), **dict(config.optimizer))
+    # float16 gradients underflow without loss scaling; bfloat16 has float32's exponent range and needs none.
+    return keras.optimizers.LossScaleOptimizer(adam) if config.train.precision == "mixed_float16" else adam
 
 
 def _save_generator(generator: keras.Model, config: ml_collections.ConfigDict, path: Path) -> None:
@@ -70,27 +86,28 @@ def _save_generator(generator: keras.Model, config: ml_collections.ConfigDict, p
 
 
 def train_phase(name: str, config: ml_collections.ConfigDict, workdir: Path, generator: keras.Model,
-                discriminator: keras.Model, dataset: tf.data.Dataset, val_images, writer,
-                init_from: str | None) -> dict:
-    """Runs (or resumes, or skips if finished) one phase; returns its summary."""
+                discriminator: keras.Model, make_dataset, val_images, writer, init_from: str | None) -> dict:
+    """Runs (or resumes, or skips if finished) one phase; returns its summary.
+
+    `make_dataset(position)` gives the training batches from batch number `position` on."""
     p = config[name]
-    opt_args = dict(config.optimizer)
-    g_opt = keras.optimizers.Adam(_learning_rate(p), **opt_args)
-    d_opt = keras.optimizers.Adam(_learning_rate(p), **opt_args)
+    g_opt, d_opt = (_optimizer(p, config) for _ in range(2))
     g_opt.build(generator.trainable_variables)
     d_opt.build(discriminator.trainable_variables)
-    ckpt = tf.train.Checkpoint(generator=generator, discriminator=discriminator, g_optimizer=g_opt, d_optimizer=d_opt)
+    position = tf.Variable(0, dtype=tf.int64, trainable=False, name="data_position")
+    ckpt = tf.train.Checkpoint(generator=generator, discriminator=discriminator, g_optimizer=g_opt, d_optimizer=d_opt,
+                               data_position=position)
     manager = tf.train.CheckpointManager(ckpt, str(workdir / "checkpoints" / name),
                                          max_to_keep=config.train.keep_checkpoints)
     step = g_opt.iterations
-    if manager.latest_checkpoint:
-        ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        log.info("%s: resuming from %s at step %d", name, manager.latest_checkpoint, int(step))
+    restored = _restore_newest(ckpt, manager, name)
+    if restored:
+        log.info("%s: resuming from %s at step %d", name, restored, int(step))
     elif init_from:
         tf.train.Checkpoint(generator=generator, discriminator=discriminator).restore(init_from).expect_partial()
         log.info("%s: generator initialised from %s", name, init_from)
 
-    summary = {"phase": name, "steps": p.steps, "checkpoint": manager.latest_checkpoint}
+    summary = {"phase": name, "steps": p.steps, "checkpoint": restored}
     if int(step) >= p.steps:
         log.info("%s: already finished (step %d of %d), not redone", name, int(step), p.steps)
         return summary | {"skipped": True}
@@ -98,20 +115,47 @@ def train_phase(name: str, config: ml_collections.ConfigDict, workdir: Path, gen
     model = SRGAN(generator, discriminator, make_content_loss(p.content_loss, config.loss.vgg_weights,
                                                               config.loss.vgg_feature_scale), p.adversarial_weight)
     model.compile(g_optimizer=g_opt, d_optimizer=d_opt)
-    progress = PhaseProgress(manager, step, p.steps, config.train.checkpoint_every)
+    progress = PhaseProgress(manager, step, position, p.steps, config.train.checkpoint_every)
+    guard = DivergenceGuard(ckpt, manager, step, position, name, config.train.max_bad_steps,
+                            config.train.max_rollbacks)
     summaries = Summaries(writer, step, name, val_images, config.model.scale, config.train.eval_every,
-                          workdir / "samples")
+                          workdir / "samples", p.steps)
     every = config.train.log_every
     start, t0 = int(step), time.time()
     print(f"{name}: steps {start}..{p.steps}, content loss {p.content_loss}, adversarial weight "
           f"{p.adversarial_weight}", flush=True)
-    model.fit(dataset, epochs=-(-p.steps // every), initial_epoch=start // every, steps_per_epoch=every,
-              callbacks=[progress, summaries], verbose=config.train.verbose, shuffle=False)
+    # One fit() per stretch of good steps: refused updates and rollbacks end it early, and the next one
+    # starts from the current step and the next unseen batch.
+    while int(step) < p.steps and not (progress.interrupted or guard.failed):
+        model.fit(make_dataset(int(position)), epochs=-(-p.steps // every), initial_epoch=int(step) // every,
+                  steps_per_epoch=every, callbacks=[progress, guard, summaries], verbose=config.train.verbose,
+                  shuffle=False)
     if progress.interrupted:
         raise Interrupted(f"{progress.interrupted} at {name} step {int(step)}; checkpoint {manager.latest_checkpoint}")
+    if guard.failed:
+        raise DivergenceError(f"{guard.failed}; newest checkpoint {manager.latest_checkpoint}")
     _save_generator(generator, config, workdir / f"generator_{name}.keras")
     return summary | {"checkpoint": manager.latest_checkpoint, "steps_run": int(step) - start,
-                      "seconds": round(time.time() - t0, 1), **summaries.last_eval}
+                      "seconds": round(time.time() - t0, 1), "skipped_steps": int(model.skipped_steps),
+                      "rollbacks": guard.rollbacks, **summaries.last_eval}
+
+
+def _restore_newest(ckpt: tf.train.Checkpoint, manager: tf.train.CheckpointManager, name: str) -> str | None:
+    """Restores the newest checkpoint that loads, newest first; returns its path (None: there is none).
+    A damaged newest checkpoint (a crash while writing, a truncated file) falls back to the one before."""
+    failures = []
+    for path in reversed(manager.checkpoints):
+        try:
+            ckpt.restore(path).assert_existing_objects_matched()
+            return path
+        except Exception as e:  # a damaged file fails in TF's reader with OpError, IndexError, ValueError, ...
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            log.warning("%s: checkpoint %s cannot be restored (%s); trying the one before", name, path, reason)
+            failures.append(f"{Path(path).name}: {reason}")
+    if failures:
+        raise CheckpointError(f"no checkpoint in {manager.directory} can be restored ({failures[0]}); if the model "
+                              "or learning-rate schedule changed, train in a new --workdir")
+    return None
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
@@ -126,10 +170,16 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
 def _run_locked(config: ml_collections.ConfigDict, workdir: Path) -> dict:
     atomic_write(workdir / "config.json", lambda tmp: Path(tmp).write_text(config.to_json_best_effort(indent=2)))
     keras.utils.set_random_seed(config.seed)
+    if config.train.deterministic:
+        tf.config.experimental.enable_op_determinism()  # for the rest of the process; ops run slower
 
     scale = config.model.scale
     skipped = data.SkippedFiles()
-    dataset = data.train_dataset(config.data, scale, config.train.batch_size, config.seed, skipped)
+
+    def make_dataset(position: int) -> tf.data.Dataset:
+        return data.train_dataset(config.data, scale, config.train.batch_size, config.seed, skipped, start=position)
+
+    make_dataset(0)  # fails now, before any model is built, when the data cannot be used
     val_images = data.validation_images(config.data, scale)
     writer = tf.summary.create_file_writer(str(workdir / "tensorboard"))
 
@@ -141,7 +191,7 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: Path) -> dict:
         discriminator = build_discriminator(config.data.crop, config.model.bn_momentum)
         phases, init_from = [], None
         for name in phases_of(config):
-            phases.append(train_phase(name, config, workdir, generator, discriminator, dataset, val_images, writer,
+            phases.append(train_phase(name, config, workdir, generator, discriminator, make_dataset, val_images, writer,
                                       init_from))
             init_from = phases[-1]["checkpoint"]
     finally:
@@ -196,6 +246,9 @@ def main(argv: list[str]) -> int:
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except DivergenceError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -7,11 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from srgan_tf import data
 from srgan_tf.config import base_config
-from srgan_tf.images import load_image
+from srgan_tf.images import ImageError, load_image
 from srgan_tf.imresize import imresize
 
 
@@ -54,6 +57,54 @@ def test_same_seed_same_batches_other_seed_other_batches():
         return next(iter(data.train_dataset(_cfg(source="sample"), 4, 2, seed)))[1].numpy()
     np.testing.assert_array_equal(first(3), first(3))
     assert not np.array_equal(first(3), first(4))
+
+
+def test_a_dataset_started_at_batch_k_gives_the_batches_from_k_on():
+    """What resuming relies on: batch k depends on (seed, k) alone, not on having drawn batches 0..k-1."""
+    cfg = _cfg(source="sample")
+    from_zero = [hr.numpy() for _, hr in data.train_dataset(cfg, 4, 2, seed=5).take(5)]
+    from_three = [hr.numpy() for _, hr in data.train_dataset(cfg, 4, 2, seed=5, start=3).take(2)]
+    np.testing.assert_array_equal(from_three[0], from_zero[3])
+    np.testing.assert_array_equal(from_three[1], from_zero[4])
+
+
+_MODES = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "P": 1, "I;16": 1, "CMYK": 4}
+
+
+@settings(max_examples=30, deadline=None)
+@given(h=st.integers(1, 70), w=st.integers(1, 70), mode=st.sampled_from(sorted(_MODES)),
+       fmt=st.sampled_from(["PNG", "JPEG", "BMP", "TIFF"]), seed=st.integers(0, 2**31 - 1))
+def test_decode_then_crop_then_degrade_holds_for_any_size_mode_and_format(tmp_path_factory, h, w, mode, fmt, seed):
+    """Property: a file decodes to RGB uint8 of its own size or is refused with ImageError; a decoded image at
+    least as large as the crop gives an HR crop in [-1, 1] whose LR is exactly its own degradation."""
+    rng = np.random.default_rng(seed)
+    if mode == "I;16":
+        im = Image.fromarray(rng.integers(0, 65536, (h, w), dtype=np.uint16))
+    else:
+        arr = rng.integers(0, 256, (h, w, _MODES[mode]), dtype=np.uint8)
+        im = Image.fromarray(arr[..., 0] if _MODES[mode] == 1 else arr)
+        if im.mode != mode:  # P from L, CMYK from RGB
+            im = im.convert("RGB").convert(mode) if mode == "CMYK" else im.convert(mode)
+    path = tmp_path_factory.mktemp("prop") / f"x.{fmt.lower()}"
+    try:
+        im.save(path, fmt)
+    except (OSError, ValueError, KeyError):
+        return  # Pillow cannot write this mode in this format; nothing to decode
+    try:
+        decoded = load_image(path)
+    except ImageError as e:
+        assert str(path) in str(e)
+        return
+    assert decoded.dtype == np.uint8 and decoded.shape == (h, w, 3)
+    crop = 16
+    if min(h, w) < crop:
+        return
+    lr, hr = data._degraded_crop(_cfg(crop=crop), 4)(tf.constant([seed % 1000, 7], tf.int64), tf.constant(decoded))
+    lr, hr = lr.numpy(), hr.numpy()
+    assert lr.shape == (4, 4, 3) and hr.shape == (crop, crop, 3)
+    assert hr.min() >= -1 and hr.max() <= 1 and lr.min() >= 0 and lr.max() <= 1
+    hr_u8 = np.round((hr + 1) * 127.5).astype(np.uint8)
+    np.testing.assert_array_equal(np.round(lr * 255).astype(np.uint8), imresize(hr_u8, 1 / 4).numpy())
 
 
 @pytest.mark.parametrize("degradation", ["pil", "tf"])

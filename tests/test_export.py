@@ -160,6 +160,27 @@ def test_upscale_image_batch_keeps_order_and_sizes(loaded):
     assert sizes == [(24, 20), (12, 28)]
 
 
+def test_concurrent_requests_from_threads_equal_the_serial_results(loaded):
+    """TF Serving runs one loaded SavedModel for many clients at once: 8 threads x 3 requests each, with
+    different sizes and both pixel signatures, get exactly what the same requests get one at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(11)
+    requests = [rng.integers(0, 256, (1, 5 + i % 7, 4 + i % 5, 3), dtype=np.uint8) for i in range(24)]
+
+    def serve(i):
+        if i % 2:
+            return loaded.signatures["serving_default"](images=tf.constant(requests[i]))["images"].numpy()
+        x = tf.constant(requests[i] / np.float32(255))
+        return loaded.signatures["upscale_float"](images=x)["images"].numpy()
+
+    serial = [serve(i) for i in range(len(requests))]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        concurrent = list(pool.map(serve, range(len(requests))))
+    for one, other in zip(serial, concurrent, strict=True):
+        np.testing.assert_array_equal(one, other)
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [

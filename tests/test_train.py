@@ -211,6 +211,21 @@ def test_mixed_bfloat16_training_saves_a_float32_generator(tmp_path):
     assert g(np.zeros((1, 8, 8, 3), np.float32)).dtype == "float32"
 
 
+def test_mixed_float16_scales_each_optimizers_loss_and_saves_a_float32_generator(tmp_path):
+    c = tiny_config(srresnet_steps=4, srgan_steps=2)
+    c.train.precision = "mixed_float16"
+    assert isinstance(train._optimizer(c.srgan, c), keras.optimizers.LossScaleOptimizer)
+    c.train.precision = "float32"
+    assert not isinstance(train._optimizer(c.srgan, c), keras.optimizers.LossScaleOptimizer)
+    c.train.precision = "mixed_float16"
+    summary = train.run(c, tmp_path)
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert [p["steps_run"] for p in summary["phases"]] == [4, 2]
+    assert all(np.isfinite(p["val_psnr"]) for p in summary["phases"])
+    g = keras.models.load_model(tmp_path / "generator.keras")
+    assert {layer.dtype_policy.name for layer in g.layers} == {"float32"}
+
+
 def test_sigterm_writes_a_checkpoint_and_exits_as_interrupted(tmp_path):
     args = ["--config.phases=srresnet", "--config.srresnet.steps=100000", "--config.train.checkpoint_every=1000",
             "--config.train.log_every=2", "--config.train.eval_every=0", "--config.data.val_max_images=1"]

@@ -153,3 +153,15 @@ def test_a_killed_deterministic_run_resumes_to_the_uninterrupted_runs_weights(tm
 
     for a, b in zip(_final_weights(tmp_path / "whole"), _final_weights(tmp_path / "killed"), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_an_unusable_workdir_is_a_one_line_error_at_start(tmp_path):
+    """A workdir that cannot be created or written is refused before any training, with one line."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    (tmp_path / "blocker").write_text("a file where the workdir's parent should be")
+    res = subprocess.run(_train_cmd(tmp_path / "blocker" / "run", "--config.srresnet.steps=2"), cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "blocker" in errors[0], res.stderr[-2000:]
+    assert "Traceback" not in res.stderr and "srresnet: steps" not in res.stdout

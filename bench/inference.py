@@ -1,0 +1,93 @@
+"""Generator inference, 128x128 -> 512x512 at batch 1, in every format against the machine's FLOP floor.
+
+    python bench/inference.py [--generator=runs/cpu_demo/generator_srresnet.keras] [--runs=5]
+
+Exports the generator (SavedModel and the four TFLite variants, with python -m export's own code), times
+each artifact through the project's one model loader in this process, and prints a Markdown table. The floor
+is the generator's FLOP count divided by the float32 matrix-multiply rate this machine reaches in the same
+run: no implementation of these convolutions in float32 can beat it. PSNR is Y-PSNR against HR on Set5 (from
+../shared/data) when the set is there; a trained generator makes that column meaningful.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from common import generator_path, machine  # noqa: E402  (bench/ is the script's folder)
+
+from export.pipeline import run_export  # noqa: E402
+from srgan_tf.models import PixelShuffle  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def generator_flops(model: keras.Model, side: int) -> int:
+    """Multiply-adds x 2 of every convolution of `model` on one side x side input (bias and activations,
+    under 1% here, are left out)."""
+    size, flops = side, 0
+    for layer in model.layers:
+        if isinstance(layer, PixelShuffle):
+            size *= layer.factor
+        elif isinstance(layer, keras.layers.Conv2D):
+            kh, kw, cin, cout = layer.kernel.shape
+            flops += 2 * kh * kw * cin * cout * size * size
+    return flops
+
+
+def matmul_flops_per_second(n: int = 2048, runs: int = 5) -> float:
+    """The best float32 matrix-multiply rate of `runs` n x n products."""
+    a = tf.random.normal([n, n])
+    b = tf.random.normal([n, n])
+    matmul = tf.function(lambda: tf.linalg.matmul(a, b))
+    matmul().numpy()
+    best = float("inf")
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        matmul().numpy()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--generator", default="", help=".keras generator (default: a random full-size one)")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "Set5"))
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        generator = generator_path(args.generator, tmp)
+        model = keras.models.load_model(generator)
+        flops = generator_flops(model, 128)
+        rate = matmul_flops_per_second()
+        floor_ms = 1000 * flops / rate
+        fidelity = args.data if (Path(args.data) / "HR").is_dir() else None
+        result = run_export(generator, Path(tmp) / "out", fidelity_data=fidelity, latency_runs=args.runs,
+                            log=lambda _: None)
+
+    print(machine())
+    print(f"generator: {args.generator or 'random full-size'}; {flops / 1e9:.1f} GFLOP per 128x128 input; "
+          f"float32 matmul rate {rate / 1e9:.0f} GFLOP/s; floor {floor_ms:.0f} ms")
+    keras_row = next(a for a in result["artifacts"] if a["format"] == "keras")
+    keras_ms = keras_row["latency_ms"]
+    keras_psnr = (keras_row["fidelity"] or {}).get("y_psnr_vs_hr_db")
+    print("\n| artifact | size (MB) | median ms | / floor | / Keras | Set5 Y-PSNR (dB) | vs Keras (dB) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for a in result["artifacts"]:
+        psnr = (a["fidelity"] or {}).get("y_psnr_vs_hr_db")
+        delta = "" if psnr is None or keras_psnr is None else f"{psnr - keras_psnr:+.2f}"
+        ms = a["latency_ms"]
+        print(f"| {a['name']} | {a['size_bytes'] / 1e6:.1f} | {ms:.0f} | {ms / floor_ms:.2f} | {ms / keras_ms:.2f} | "
+              f"{'' if psnr is None else f'{psnr:.2f}'} | {delta} |")
+
+
+if __name__ == "__main__":
+    main()

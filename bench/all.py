@@ -27,6 +27,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(BENCH.parent / "BENCHMARKS.md"))
     parser.add_argument("--generator", default="", help="a trained .keras generator for the inference PSNR column")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", default="", help="comma-separated script names, e.g. inference,tiling")
     args = parser.parse_args()
 
     gen = [f"--generator={args.generator}"] if args.generator else []
@@ -36,8 +37,11 @@ def main() -> None:
         ("Training steps", ["training.py"] + (["--steps=2"] if args.quick else [])),
         ("Tiled upscaling", ["tiling.py", *gen] + (["--sizes=1000"] if args.quick else [])),
     ]
+    if args.only:
+        jobs = [job for job in jobs if job[1][0].removesuffix(".py") in args.only.split(",")]
     cpu = platform.processor() or platform.machine()
-    parts = [f"# Benchmarks\n\nWritten by `python bench/all.py{' --quick' if args.quick else ''}` on "
+    flags = (" --quick" if args.quick else "") + (f" --only={args.only}" if args.only else "")
+    parts = [f"# Benchmarks\n\nWritten by `python bench/all.py{flags}` on "
              f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; {platform.platform()}, {cpu}.\n"]
     for title, cmd in jobs:
         print(f"running {' '.join(cmd)} ...", file=sys.stderr, flush=True)

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from common import machine  # noqa: E402  (bench/ is the script's folder)
 
 from srgan_tf import data  # noqa: E402
 from srgan_tf.config import base_config  # noqa: E402
@@ -63,7 +63,7 @@ def main() -> None:
     cfg.source, cfg.path, cfg.degradation, cfg.crop = args.source, args.path, args.degradation, args.crop
     ds = data.train_dataset(cfg, 4, args.batch, seed=0)
     pipeline = crops_per_second(ds, args.batches, args.batch)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, TF {tf.__version__}")
+    print(machine())
     print(f"pipeline ({args.source}, {args.degradation}, {args.crop}x{args.crop} HR crops): {pipeline:.0f} crops/s")
     print("| phase | training consumes (crops/s) | pipeline / training |")
     print("|---|---|---|")

@@ -50,7 +50,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.evaluate_on = ""
 
     c.model = ml_collections.ConfigDict({"num_blocks": 16, "filters": 64, "scale": 4, "bn_momentum": 0.9,
-                                      "batch_norm": True})  # False: G without BN (EDSR/ESRGAN), a deviation
+                                      "batch_norm": True,  # False: G without BN (EDSR/ESRGAN), a deviation
+                                      # True: G learns a residual over MATLAB-bicubic upscaling, a deviation
+                                      "bicubic_skip": False})
 
     c.data = ml_collections.ConfigDict({
         "source": "sample",  # sample (photos shipped with scikit-image) | folder | tfds | paired

@@ -8,7 +8,11 @@ per image (the sigmoid lives in the loss, which is numerically safer).
 from __future__ import annotations
 
 import keras
+import numpy as np
+import tensorflow as tf
 from keras import layers
+
+from srgan_tf.imresize import resize_matrix
 
 SUPPORTED_SCALES = (2, 4, 8)
 
@@ -38,6 +42,58 @@ class PixelShuffle(layers.Layer):
         return {**super().get_config(), "factor": self.factor}
 
 
+@keras.saving.register_keras_serializable(package="srgan_tf")
+class BicubicUpsample(layers.Layer):
+    """MATLAB-bicubic upscaling by an integer factor: [N, H, W, C] -> [N, H*r, W*r, C], float32.
+
+    Equals `srgan_tf.imresize.imresize(x, factor)` on float images (same Keys kernel, a = -0.5, replicated
+    borders) up to float32 rounding, but is built from ops that TF Serving and TFLite run natively (slices,
+    concat, one fixed 5x5 convolution, depth-to-space), so a generator holding it exports everywhere.
+    It has no weights.
+    """
+
+    def __init__(self, factor: int = 4, **kwargs):
+        kwargs.setdefault("dtype", "float32")  # an image, not a feature map: bfloat16 would quantise it
+        super().__init__(**kwargs)
+        if factor < 1:
+            raise ValueError(f"BicubicUpsample factor must be >= 1, got {factor}")
+        self.factor = int(factor)
+        with tf.init_scope():  # a constant, even when the layer is first built inside a tf.function
+            # Upscaling by r, LR pixel k feeds output pixels r*k .. r*k + r-1 through taps k-2 .. k+2; in a
+            # 5-pixel line, k = 2 has all its taps inside, so its rows are the interior weights.
+            self._taps = resize_matrix(5, self.factor).numpy()[2 * self.factor:3 * self.factor]  # [phase, tap]
+        self._kernels = {}
+
+    def _kernel(self, channels: int) -> np.ndarray:
+        if channels not in self._kernels:
+            r, taps = self.factor, self._taps
+            kernel = np.zeros((5, 5, channels, r * r * channels), np.float32)
+            for py in range(r):
+                for px in range(r):
+                    for c in range(channels):  # depth-to-space reads channel (py*r + px)*C + c
+                        kernel[:, :, c, (py * r + px) * channels + c] = np.outer(taps[py], taps[px])
+            self._kernels[channels] = kernel
+        return self._kernels[channels]
+
+    def call(self, inputs):
+        ops = keras.ops
+        x = inputs
+        # Replicate two border pixels on each side, as MATLAB's imresize does.
+        x = ops.concatenate([x[:, :1], x[:, :1], x, x[:, -1:], x[:, -1:]], axis=1)
+        x = ops.concatenate([x[:, :, :1], x[:, :, :1], x, x[:, :, -1:], x[:, :, -1:]], axis=2)
+        kernel = ops.convert_to_tensor(self._kernel(inputs.shape[-1]), dtype=x.dtype)
+        y = ops.conv(x, kernel, strides=1, padding="valid", data_format="channels_last")
+        return ops.depth_to_space(y, self.factor, data_format="channels_last")
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        r = self.factor
+        return (n, None if h is None else h * r, None if w is None else w * r, c)
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
 def _prelu(name: str) -> layers.PReLU:
     # One alpha per channel, shared over space (paper: "PReLU"); 0.25 is He et al.'s (2015) initial value.
     return layers.PReLU(
@@ -46,7 +102,7 @@ def _prelu(name: str) -> layers.PReLU:
 
 
 def build_generator(num_blocks: int = 16, filters: int = 64, scale: int = 4, bn_momentum: float = 0.9,
-                    batch_norm: bool = True, name: str = "srresnet") -> keras.Model:
+                    batch_norm: bool = True, bicubic_skip: bool = False, name: str = "srresnet") -> keras.Model:
     """The SRResNet generator G (paper Fig. 4, top).
 
     Returns an uncompiled functional model mapping float32 [N, h, w, 3] in [0, 1] to float32
@@ -56,6 +112,10 @@ def build_generator(num_blocks: int = 16, filters: int = 64, scale: int = 4, bn_
     statistics current in short runs, where Keras' 0.99 lags far behind the weights.
     `batch_norm=False` drops every BatchNormalization layer of G (a deviation from the paper, as EDSR and
     ESRGAN do: 1,546,435 parameters); D keeps its own.
+    `bicubic_skip=True` (a deviation from the paper, in the spirit of VDSR's global residual learning) adds
+    the MATLAB-bicubic upscaling of the input to a linear, zero-initialised last convolution in place of the
+    tanh: the untrained G is exactly bicubic interpolation, and training learns only the residual. Its output
+    is then not bounded to [-1, 1]; it adds no parameters.
     """
     if scale not in SUPPORTED_SCALES:
         raise ValueError(f"scale must be one of {SUPPORTED_SCALES}, got {scale}")
@@ -87,7 +147,13 @@ def build_generator(num_blocks: int = 16, filters: int = 64, scale: int = 4, bn_
         x = _prelu(f"up{u}_prelu")(x)
 
     # float32 even under a mixed-precision policy: bfloat16 would quantise the image to ~1/256 steps.
-    sr = layers.Conv2D(3, 9, padding="same", activation="tanh", dtype="float32", name="conv_out")(x)
+    if not bicubic_skip:
+        sr = layers.Conv2D(3, 9, padding="same", activation="tanh", dtype="float32", name="conv_out")(x)
+        return keras.Model(lr, sr, name=name)
+    residual = layers.Conv2D(3, 9, padding="same", kernel_initializer="zeros", dtype="float32", name="conv_out")(x)
+    base = BicubicUpsample(scale, name="bicubic")(lr)
+    base = layers.Rescaling(2.0, offset=-1.0, dtype="float32", name="bicubic_to_tanh_range")(base)
+    sr = layers.Add(dtype="float32", name="bicubic_add")([base, residual])
     return keras.Model(lr, sr, name=name)
 
 

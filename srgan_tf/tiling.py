@@ -67,7 +67,7 @@ def receptive_radius(model) -> tuple[int, int]:
 def _input_interval(model, out_index: int, axis: int) -> tuple[int, int]:
     from keras import layers
 
-    from srgan_tf.models import PixelShuffle
+    from srgan_tf.models import BicubicUpsample, PixelShuffle
 
     intervals = {id(model.outputs[0]): (out_index, out_index)}
     nodes_by_depth = model._nodes_by_depth  # Keras 3 functional graph: depth 0 holds the output nodes
@@ -86,6 +86,8 @@ def _input_interval(model, out_index: int, axis: int) -> tuple[int, int]:
                 lo, hi = lo - span // 2, hi + span - span // 2
             elif isinstance(op, PixelShuffle):
                 lo, hi = lo // op.factor, hi // op.factor
+            elif isinstance(op, BicubicUpsample):  # output pixel i reads LR pixels i // factor -2 .. +2
+                lo, hi = lo // op.factor - 2, hi // op.factor + 2
             elif type(op).__name__ not in _POINTWISE:
                 raise TilingError(f"layer {op.name} ({type(op).__name__}) has an unknown spatial extent")
             for t in node.arguments.keras_tensors:

@@ -77,7 +77,7 @@ def _save_generator(generator: keras.Model, config: ml_collections.ConfigDict, p
         keras.mixed_precision.set_global_policy("float32")
         try:
             copy = build_generator(config.model.num_blocks, config.model.filters, config.model.scale,
-                                   config.model.bn_momentum, config.model.batch_norm)
+                                   config.model.bn_momentum, config.model.batch_norm, config.model.bicubic_skip)
         finally:
             keras.mixed_precision.set_global_policy(policy)
         copy.set_weights(generator.get_weights())
@@ -187,7 +187,7 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: Path) -> dict:
     keras.mixed_precision.set_global_policy(config.train.precision)  # G, D and VGG compute in this precision
     try:
         generator = build_generator(config.model.num_blocks, config.model.filters, scale, config.model.bn_momentum,
-                                    config.model.batch_norm)
+                                    config.model.batch_norm, config.model.bicubic_skip)
         discriminator = build_discriminator(config.data.crop, config.model.bn_momentum)
         phases, init_from = [], None
         for name in phases_of(config):

@@ -4,7 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from srgan_tf.models import PixelShuffle, build_discriminator, build_generator
+from srgan_tf.imresize import imresize
+from srgan_tf.models import BicubicUpsample, PixelShuffle, build_discriminator, build_generator
 
 
 def _conv_summary(model):
@@ -104,4 +105,26 @@ def test_keras_round_trip_in_safe_mode(tmp_path):
     d.save(tmp_path / "d.keras")
     z = np.random.default_rng(2).random((2, 32, 32, 3), dtype=np.float32)
     np.testing.assert_allclose(np.asarray(keras.models.load_model(tmp_path / "d.keras")(z)), np.asarray(d(z)),
+                               atol=1e-5)
+
+
+@pytest.mark.parametrize("factor", [2, 4, 8])
+@pytest.mark.parametrize("shape", [(2, 13, 17, 3), (1, 1, 2, 1), (1, 3, 3, 4)])
+def test_bicubic_upsample_is_matlab_imresize(factor, shape):
+    x = np.random.default_rng(factor).random(shape, dtype=np.float32)
+    np.testing.assert_allclose(np.asarray(BicubicUpsample(factor)(x)), np.asarray(imresize(x, factor)), atol=2e-6)
+
+
+def test_untrained_bicubic_skip_generator_is_bicubic_interpolation_and_round_trips(tmp_path):
+    g = build_generator(num_blocks=2, filters=16, bicubic_skip=True)
+    assert g.count_params() == build_generator(num_blocks=2, filters=16).count_params()
+    x = np.random.default_rng(3).random((2, 9, 14, 3), dtype=np.float32)
+    np.testing.assert_allclose(np.asarray(g(x)), 2 * np.asarray(imresize(x, 4)) - 1, atol=5e-6)
+    g.get_layer("conv_out").bias.assign([0.1, -0.2, 0.3])  # trained weights: the residual is added
+    g.save(tmp_path / "g.keras")
+    loaded = keras.models.load_model(tmp_path / "g.keras")
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(g(x)), atol=1e-6)
+    assert isinstance(loaded.get_layer("bicubic"), BicubicUpsample)
+    np.testing.assert_allclose(np.asarray(loaded(x)).mean(axis=(0, 1, 2)),
+                               (2 * np.asarray(imresize(x, 4)) - 1).mean(axis=(0, 1, 2)) + [0.1, -0.2, 0.3],
                                atol=1e-5)

@@ -30,9 +30,13 @@ def _photo(h: int, w: int, seed: int = 0) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    """A small generator as .keras, SavedModel (pixel limit 64x64) and fp32 TFLite."""
+    """A small generator with the bicubic skip as .keras, SavedModel (pixel limit 64x64) and fp32 TFLite.
+
+    (test_export covers the paper's tanh generator; this one's skip must tile and convert as well.)"""
     root = tmp_path_factory.mktemp("models")
-    generator = build_generator(2, 16)
+    generator = build_generator(2, 16, bicubic_skip=True)
+    out = generator.get_layer("conv_out")  # as if trained: the trunk contributes
+    out.kernel.assign(tf.random.normal(out.kernel.shape, stddev=0.02, seed=4))
     generator.save(root / "g.keras")
     radius = receptive_radius(generator)[0]
     meta = {"scale": 4, "receptive_radius": radius}
@@ -51,10 +55,12 @@ def test_default_generator_receptive_radius():
     assert receptive_radius(build_generator()) == (40, 4)
 
 
-@pytest.mark.parametrize(("blocks", "scale"), [(1, 4), (1, 2), (2, 8)])
-def test_receptive_radius_is_exact(blocks, scale):
+@pytest.mark.parametrize(("blocks", "scale", "skip"), [(1, 4, False), (1, 2, False), (2, 8, False), (1, 4, True)])
+def test_receptive_radius_is_exact(blocks, scale, skip):
     """The computed radius is the farthest LR pixel any output pixel's gradient reaches."""
-    model = build_generator(blocks, 4, scale=scale)
+    model = build_generator(blocks, 4, scale=scale, bicubic_skip=skip)
+    out = model.get_layer("conv_out")  # zero-initialised with the skip: give the trunk a gradient
+    out.kernel.assign(tf.random.normal(out.kernel.shape, seed=2))
     radius, got_scale = receptive_radius(model)
     assert got_scale == scale
     centre = radius + 3

@@ -240,11 +240,14 @@ def train_dataset(cfg: ml_collections.ConfigDict, scale: int, batch_size: int, s
         images = images.cache()
     elif cfg.cache != "none":
         images = images.cache(cfg.cache)
-    images = images.repeat().shuffle(cfg.shuffle_buffer, seed=seed)
+    # Not reshuffled per iterator: a strategy's distributed dataset may iterate it more than once.
+    images = images.repeat().shuffle(cfg.shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
     seeds = tf.data.Dataset.random(seed=seed).batch(2)
     ds = tf.data.Dataset.zip(seeds, images).skip(start * batch_size)
     ds = ds.map(make_pair, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.deterministic = True  # batch k depends on (seed, k) alone, also where a strategy's defaults differ
+    return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
 def validation_images(cfg: ml_collections.ConfigDict, scale: int) -> list[tuple[str, np.ndarray, np.ndarray]]:

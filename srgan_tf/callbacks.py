@@ -54,7 +54,7 @@ class PhaseProgress(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self.position.assign_add(1)
-        step = int(self.step)
+        step = int(self.step.numpy())
         if step % self.every == 0:
             self._save(step)
         if step >= self.total or self.interrupted:
@@ -63,9 +63,9 @@ class PhaseProgress(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         for sig, handler in self._previous_handlers.items():
             signal.signal(sig, handler)
-        self._save(int(self.step))
+        self._save(int(self.step.numpy()))
         if self.interrupted:
-            log.warning("%s received: checkpoint written at step %d", self.interrupted, int(self.step))
+            log.warning("%s received: checkpoint written at step %d", self.interrupted, int(self.step.numpy()))
 
 
 class DivergenceGuard(keras.callbacks.Callback):
@@ -85,14 +85,14 @@ class DivergenceGuard(keras.callbacks.Callback):
         self._skipped_seen = 0
 
     def on_train_begin(self, logs=None):
-        self._skipped_seen = int(self.model.skipped_steps)
+        self._skipped_seen = int(self.model.skipped_steps.numpy())
 
     def on_train_batch_end(self, batch, logs=None):
-        skipped, streak = int(self.model.skipped_steps), int(self.model.bad_streak)
+        skipped, streak = int(self.model.skipped_steps.numpy()), int(self.model.bad_streak.numpy())
         if skipped == self._skipped_seen:
             return
         self._skipped_seen = skipped
-        step = int(self.step)
+        step = int(self.step.numpy())
         log.warning("%s step %d: non-finite loss or gradient, update not applied (%d in a row, %d in this phase)",
                     self.phase, step, streak, skipped)
         if streak < self.max_bad_steps:
@@ -103,13 +103,13 @@ class DivergenceGuard(keras.callbacks.Callback):
             self.failed = (f"{self.phase} diverged: {streak} non-finite updates in a row at step {step}, after "
                            f"{self.rollbacks} rollback(s); lower {self.phase}.learning_rate or check the data")
             return
-        position = int(self.position)
+        position = int(self.position.numpy())
         self.checkpoint.restore(latest).assert_existing_objects_matched()
         self.position.assign(position)
         self.model.bad_streak.assign(0)
         self.rollbacks += 1
         log.warning("%s: %d non-finite updates in a row at step %d: restored %s (step %d), rollback %d of at "
-                    "most %d; the learning rate is unchanged", self.phase, streak, step, latest, int(self.step),
+                    "most %d; the learning rate is unchanged", self.phase, streak, step, latest, int(self.step.numpy()),
                     self.rollbacks, self.max_rollbacks)
 
 
@@ -129,19 +129,20 @@ class Summaries(keras.callbacks.Callback):
         self._rows: dict[str, np.ndarray] = {}
 
     def on_epoch_end(self, epoch, logs=None):
-        step = int(self.step)
+        step = int(self.step.numpy())
         with self.writer.as_default(step=step):
             for name, value in (logs or {}).items():
                 tf.summary.scalar(f"{self.phase}/{name}", value)
-            tf.summary.scalar(f"{self.phase}/learning_rate", float(self.model.g_optimizer.learning_rate))
+            learning_rate = tf.convert_to_tensor(self.model.g_optimizer.learning_rate)  # also a mirrored variable
+            tf.summary.scalar(f"{self.phase}/learning_rate", float(learning_rate))
 
     def on_train_batch_end(self, batch, logs=None):
-        step = int(self.step)
+        step = int(self.step.numpy())
         if self.eval_every and step % self.eval_every == 0:
             self.evaluate(step)
 
     def on_train_end(self, logs=None):
-        step = int(self.step)
+        step = int(self.step.numpy())
         if step >= self.total and step != self._evaluated_at:
             self.evaluate(step)
         for name, row in self._rows.items():

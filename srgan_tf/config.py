@@ -11,6 +11,7 @@ from pathlib import Path
 
 import ml_collections
 
+from srgan_tf.distribute import STRATEGIES
 from srgan_tf.losses import CONTENT_LOSSES
 from srgan_tf.models import SUPPORTED_SCALES
 
@@ -48,6 +49,13 @@ def base_config() -> ml_collections.ConfigDict:
     # Benchmark folders (comma-separated) to evaluate each phase's generator on after training; missing
     # folders are skipped with a warning. Reports go to <workdir>/eval/<phase>/<set>/.
     c.evaluate_on = ""
+
+    # tf.distribute (srgan_tf/distribute.py): none | mirrored (this machine's GPUs, or `devices`) | multi_worker
+    # (one process per machine, TF_CONFIG) | tpu (`tpu`: the TPU's name or address, "" = this TPU VM's).
+    # train.batch_size is then the global batch, split evenly over the replicas.
+    c.distribute = "none"
+    c.devices = ""
+    c.tpu = ""
 
     c.model = ml_collections.ConfigDict({"num_blocks": 16, "filters": 64, "scale": 4, "bn_momentum": 0.9,
                                       "batch_norm": True,  # False: G without BN (EDSR/ESRGAN), a deviation
@@ -121,6 +129,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     need(config.model.num_blocks >= 1, "model.num_blocks", f"must be >= 1, got {config.model.num_blocks}")
     need(config.model.filters >= 1, "model.filters", f"must be >= 1, got {config.model.filters}")
     need(0 <= config.model.bn_momentum < 1, "model.bn_momentum", f"must be in [0, 1), got {config.model.bn_momentum}")
+
+    need(config.distribute in STRATEGIES, "distribute", f"must be one of {STRATEGIES}, got {config.distribute!r}")
 
     d = config.data
     need(d.source in DATA_SOURCES, "data.source", f"must be one of {DATA_SOURCES}, got {d.source!r}")

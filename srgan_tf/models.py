@@ -102,7 +102,8 @@ def _prelu(name: str) -> layers.PReLU:
 
 
 def build_generator(num_blocks: int = 16, filters: int = 64, scale: int = 4, bn_momentum: float = 0.9,
-                    batch_norm: bool = True, bicubic_skip: bool = False, name: str = "srresnet") -> keras.Model:
+                    batch_norm: bool = True, bicubic_skip: bool = False, synchronized_bn: bool = False,
+                    name: str = "srresnet") -> keras.Model:
     """The SRResNet generator G (paper Fig. 4, top).
 
     Returns an uncompiled functional model mapping float32 [N, h, w, 3] in [0, 1] to float32
@@ -116,6 +117,8 @@ def build_generator(num_blocks: int = 16, filters: int = 64, scale: int = 4, bn_
     the MATLAB-bicubic upscaling of the input to a linear, zero-initialised last convolution in place of the
     tanh: the untrained G is exactly bicubic interpolation, and training learns only the residual. Its output
     is then not bounded to [-1, 1]; it adds no parameters.
+    `synchronized_bn=True` makes BatchNormalization use the statistics of the global batch when trained on
+    several replicas (tf.distribute); it changes nothing on one device.
     """
     if scale not in SUPPORTED_SCALES:
         raise ValueError(f"scale must be one of {SUPPORTED_SCALES}, got {scale}")
@@ -123,7 +126,9 @@ def build_generator(num_blocks: int = 16, filters: int = 64, scale: int = 4, bn_
         raise ValueError(f"num_blocks and filters must be positive, got {num_blocks} and {filters}")
 
     def bn(layer_name, y):
-        return layers.BatchNormalization(momentum=bn_momentum, name=layer_name)(y) if batch_norm else y
+        if not batch_norm:
+            return y
+        return layers.BatchNormalization(momentum=bn_momentum, synchronized=synchronized_bn, name=layer_name)(y)
 
     lr = keras.Input(shape=(None, None, 3), name="lr")
     x = layers.Conv2D(filters, 9, padding="same", name="conv_in")(lr)
@@ -157,13 +162,15 @@ def build_generator(num_blocks: int = 16, filters: int = 64, scale: int = 4, bn_
     return keras.Model(lr, sr, name=name)
 
 
-def build_discriminator(hr_size: int = 96, bn_momentum: float = 0.9, name: str = "discriminator") -> keras.Model:
+def build_discriminator(hr_size: int = 96, bn_momentum: float = 0.9, synchronized_bn: bool = False,
+                        name: str = "discriminator") -> keras.Model:
     """The SRGAN discriminator D (paper Fig. 4, bottom).
 
     Returns an uncompiled functional model mapping float32 [N, hr_size, hr_size, 3] in [-1, 1] to
     [N, 1] logits (not probabilities). Eight 3x3 convolutions 64-64-128-128-256-256-512-512 with strides
     1,2,1,2,..., BatchNormalization after all but the first, LeakyReLU(0.2), then Dense(1024), LeakyReLU(0.2),
-    Dense(1). `hr_size` must be a positive multiple of 16 (four stride-2 stages).
+    Dense(1). `hr_size` must be a positive multiple of 16 (four stride-2 stages). `synchronized_bn`: as in
+    `build_generator`.
     """
     if hr_size < 16 or hr_size % 16:
         raise ValueError(f"hr_size must be a positive multiple of 16, got {hr_size}")
@@ -172,7 +179,7 @@ def build_discriminator(hr_size: int = 96, bn_momentum: float = 0.9, name: str =
     for i, width in enumerate((64, 64, 128, 128, 256, 256, 512, 512), start=1):
         x = layers.Conv2D(width, 3, strides=1 + (i + 1) % 2, padding="same", name=f"conv{i}")(x)
         if i > 1:
-            x = layers.BatchNormalization(momentum=bn_momentum, name=f"bn{i}")(x)
+            x = layers.BatchNormalization(momentum=bn_momentum, synchronized=synchronized_bn, name=f"bn{i}")(x)
         x = layers.LeakyReLU(negative_slope=0.2, name=f"lrelu{i}")(x)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(1024, name="dense1")(x)

@@ -36,8 +36,10 @@ class SRGAN(keras.Model):
         if self.adversarial:
             names += ["adv_loss", "d_loss", "d_real", "d_fake"]
         self.trackers = {n: keras.metrics.Mean(name=n) for n in names}
-        self.skipped_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped_steps")
-        self.bad_streak = tf.Variable(0, dtype=tf.int64, trainable=False, name="bad_streak")
+        # Every replica agrees on each step's outcome, so the first replica's count is the count.
+        first = tf.VariableAggregation.ONLY_FIRST_REPLICA
+        self.skipped_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped_steps", aggregation=first)
+        self.bad_streak = tf.Variable(0, dtype=tf.int64, trainable=False, name="bad_streak", aggregation=first)
 
     def compile(self, g_optimizer: keras.optimizers.Optimizer,
                 d_optimizer: keras.optimizers.Optimizer | None = None, **kwargs):
@@ -51,6 +53,12 @@ class SRGAN(keras.Model):
             g_optimizer.build(self.generator.trainable_variables)
         if self.adversarial and not d_optimizer.built:
             d_optimizer.build(self.discriminator.trainable_variables)
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # G and D are built functional models and SRGAN adds no weights of its own, so there is nothing to
+        # build. Under a strategy, Keras' version draws one batch from the training iterator and averages it
+        # across replicas, which fails under MultiWorkerMirroredStrategy (keras-team/keras#20585).
+        return
 
     @property
     def metrics(self):
@@ -75,7 +83,7 @@ class SRGAN(keras.Model):
                     real_logits = self.discriminator(hr, training=True)
                     fake_logits = self.discriminator(tf.stop_gradient(sr), training=True)
                     d_loss = losses.discriminator_loss(real_logits, fake_logits)
-                    scaled_d_loss = self.d_optimizer.scale_loss(d_loss)  # mixed_float16: LossScaleOptimizer
+                    scaled_d_loss = _for_gradients(self.d_optimizer, d_loss)
                 d_vars = self.discriminator.trainable_variables
                 d_ok = _apply_if_finite(self.d_optimizer, d_loss, d_tape.gradient(scaled_d_loss, d_vars), d_vars)
                 stats |= {"d_loss": d_loss, "d_real": tf.reduce_mean(tf.sigmoid(real_logits)),
@@ -83,21 +91,18 @@ class SRGAN(keras.Model):
             content = self.content_loss(hr, sr)
             g_loss = content
             if self.adversarial:
-                adv = losses.generator_adversarial_loss(self.discriminator(sr, training=True))
+                with tf.control_dependencies([d_ok]):  # against the updated D; and replicas sync D before G
+                    adv = losses.generator_adversarial_loss(self.discriminator(sr, training=True))
                 g_loss = content + self.adversarial_weight * adv
                 stats["adv_loss"] = adv
-            scaled_g_loss = self.g_optimizer.scale_loss(g_loss)
+            scaled_g_loss = _for_gradients(self.g_optimizer, g_loss)
         g_vars = self.generator.trainable_variables
         ok = _apply_if_finite(self.g_optimizer, g_loss, g_tape.gradient(scaled_g_loss, g_vars), g_vars)
         if self.adversarial:
             ok = tf.logical_and(ok, d_ok)
 
-        def restore():
-            for v, value in zip(state, saved, strict=True):
-                v.assign(value)
-            return tf.constant(False)
-
-        tf.cond(ok, lambda: tf.constant(True), restore)
+        for v, value in zip(state, saved, strict=True):  # a select, not a tf.cond: safe in replica context
+            v.assign(tf.where(ok, v, value))
         self.skipped_steps.assign_add(tf.cast(tf.logical_not(ok), tf.int64))
         self.bad_streak.assign(tf.where(ok, tf.constant(0, tf.int64), self.bad_streak + 1))
 
@@ -108,25 +113,51 @@ class SRGAN(keras.Model):
         for name, value in stats.items():
             value = tf.cast(value, tf.float32)
             self.trackers[name].update_state(tf.where(ok, value, 0.0), sample_weight=weight)
-        return {name: t.result() for name, t in self.trackers.items()}
+        results = {name: t.result() for name, t in self.trackers.items()}
+        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras averages multi-worker logs with reduce(axis=0), which needs rank >= 1 (keras 3.15).
+            results = {name: tf.reshape(value, [1]) for name, value in results.items()}
+        return results
+
+
+def _for_gradients(optimizer: keras.optimizers.Optimizer, loss: tf.Tensor) -> tf.Tensor:
+    """The loss to differentiate on one replica: replicas' gradients are summed (the optimizer all-reduces
+    them), so each replica's mean loss is divided by their number; then scaled by a LossScaleOptimizer."""
+    replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+    return optimizer.scale_loss(loss / replicas if replicas > 1 else loss)
 
 
 def _apply_if_finite(optimizer: keras.optimizers.Optimizer, loss: tf.Tensor, grads: list[tf.Tensor],
                      variables: list) -> tf.Tensor:
-    """Applies `grads` when `loss` and every gradient are finite; returns whether the update was applied
-    (a bool scalar). A LossScaleOptimizer gets every finite-loss step: it skips overflowing (scaled)
-    gradients itself and lowers its scale, and such a skip also counts as not applied."""
+    """Applies `grads` when `loss` and every gradient are finite on every replica; returns whether the
+    update was applied (a bool scalar, the same on all replicas). A LossScaleOptimizer gets every finite-loss
+    step: it skips overflowing (scaled) gradients itself and lowers its scale; that also counts as not applied."""
     before = tf.identity(optimizer.iterations)
     finite = tf.math.is_finite(tf.cast(loss, tf.float32))
     if not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
         finite = tf.reduce_all([finite] + [tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+    replica = tf.distribute.get_replica_context()
+    # One replica's NaN poisons the summed gradients, so the replicas skip together: any one bad, all skip.
+    bad = tf.cast(tf.logical_not(finite), tf.int32)
 
     def apply():
         optimizer.apply_gradients(zip(grads, variables, strict=True))
-        return tf.constant(True)
 
-    applied = tf.cond(finite, apply, lambda: tf.constant(False))
-    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-        with tf.control_dependencies([applied]):
-            applied = tf.identity(optimizer.iterations) > before
-    return applied
+    if not tf.distribute.has_strategy() or tf.__internal__.distribute.strategy_supports_no_merge_call():
+        if replica.num_replicas_in_sync > 1:
+            finite = replica.all_reduce(tf.distribute.ReduceOp.SUM, bad) == 0
+        tf.cond(finite, apply, lambda: None)
+    else:
+        # apply_gradients synchronises replicas with merge_call, which tf.distribute forbids inside a tf.cond
+        # in replica context: decide in cross-replica context (as keras' LossScaleOptimizer does).
+        def decide(strategy, bad, grads):
+            def apply_on_each_replica():
+                strategy.extended.call_for_each_replica(
+                    lambda g: optimizer.apply_gradients(zip(g, variables, strict=True)), args=(grads,))
+
+            tf.cond(strategy.reduce(tf.distribute.ReduceOp.SUM, bad, axis=None) == 0, apply_on_each_replica,
+                    lambda: None)
+
+        replica.merge_call(decide, args=(bad, grads))
+    with tf.control_dependencies([tf.identity(optimizer.iterations)]):
+        return tf.identity(optimizer.iterations) > before

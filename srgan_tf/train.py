@@ -24,7 +24,7 @@ import tensorflow as tf
 from absl import app, flags
 from ml_collections import config_flags
 
-from srgan_tf import data
+from srgan_tf import data, distribute
 from srgan_tf.callbacks import DivergenceGuard, PhaseProgress, Summaries
 from srgan_tf.config import ConfigError, phases_of, validate
 from srgan_tf.evaluate import evaluate
@@ -52,7 +52,8 @@ class CheckpointError(RuntimeError):
     """A workdir's checkpoints exist but none of them can be restored into this configuration."""
 
 
-USER_ERRORS = (ConfigError, data.DataError, WeightsUnavailableError, WorkdirBusyError, CheckpointError, OSError)
+USER_ERRORS = (ConfigError, data.DataError, WeightsUnavailableError, WorkdirBusyError, CheckpointError,
+               distribute.DistributeError, OSError)
 
 
 def _learning_rate(p: ml_collections.ConfigDict):
@@ -70,26 +71,29 @@ def _optimizer(p: ml_collections.ConfigDict, config: ml_collections.ConfigDict) 
     return keras.optimizers.LossScaleOptimizer(adam) if config.train.precision == "mixed_float16" else adam
 
 
-def _save_generator(generator: keras.Model, config: ml_collections.ConfigDict, path: Path) -> None:
-    """Writes a float32 copy of `generator` (whatever the training precision) to `path`, atomically."""
-    if generator.dtype_policy.name != "float32":
-        policy = keras.mixed_precision.global_policy()
-        keras.mixed_precision.set_global_policy("float32")
-        try:
-            copy = build_generator(config.model.num_blocks, config.model.filters, config.model.scale,
-                                   config.model.bn_momentum, config.model.batch_norm, config.model.bicubic_skip)
-        finally:
-            keras.mixed_precision.set_global_policy(policy)
-        copy.set_weights(generator.get_weights())
-        generator = copy
-    atomic_write(path, lambda tmp: generator.save(tmp))
+def _save_generator(generator: keras.Model, config: ml_collections.ConfigDict, path: Path, write: bool = True) -> None:
+    """Writes a plain float32 copy of `generator` (whatever the training precision and strategy) to `path`,
+    atomically. Every worker of a multi_worker run makes the copy (its variables are created collectively),
+    only the one with `write` saves it."""
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        copy = build_generator(config.model.num_blocks, config.model.filters, config.model.scale,
+                               config.model.bn_momentum, config.model.batch_norm, config.model.bicubic_skip)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    copy.set_weights(generator.get_weights())
+    if write:
+        atomic_write(path, lambda tmp: copy.save(tmp))
 
 
 def train_phase(name: str, config: ml_collections.ConfigDict, workdir: Path, generator: keras.Model,
-                discriminator: keras.Model, make_dataset, val_images, writer, init_from: str | None) -> dict:
-    """Runs (or resumes, or skips if finished) one phase; returns its summary.
+                discriminator: keras.Model, make_dataset, val_images, writer, init_from: str | None,
+                chief: bool = True) -> dict:
+    """Runs (or resumes, or skips if finished) one phase, inside the strategy's scope; returns its summary.
 
-    `make_dataset(position)` gives the training batches from batch number `position` on."""
+    `make_dataset(position)` gives the training batches from batch number `position` on. Only the `chief`
+    validates and writes generators; every process checkpoints into its own `workdir`."""
     p = config[name]
     g_opt, d_opt = (_optimizer(p, config) for _ in range(2))
     g_opt.build(generator.trainable_variables)
@@ -102,14 +106,14 @@ def train_phase(name: str, config: ml_collections.ConfigDict, workdir: Path, gen
     step = g_opt.iterations
     restored = _restore_newest(ckpt, manager, name)
     if restored:
-        log.info("%s: resuming from %s at step %d", name, restored, int(step))
+        log.info("%s: resuming from %s at step %d", name, restored, int(step.numpy()))
     elif init_from:
         tf.train.Checkpoint(generator=generator, discriminator=discriminator).restore(init_from).expect_partial()
         log.info("%s: generator initialised from %s", name, init_from)
 
     summary = {"phase": name, "steps": p.steps, "checkpoint": restored}
-    if int(step) >= p.steps:
-        log.info("%s: already finished (step %d of %d), not redone", name, int(step), p.steps)
+    if int(step.numpy()) >= p.steps:
+        log.info("%s: already finished (step %d of %d), not redone", name, int(step.numpy()), p.steps)
         return summary | {"skipped": True}
 
     model = SRGAN(generator, discriminator, make_content_loss(p.content_loss, config.loss.vgg_weights,
@@ -120,23 +124,25 @@ def train_phase(name: str, config: ml_collections.ConfigDict, workdir: Path, gen
                             config.train.max_rollbacks)
     summaries = Summaries(writer, step, name, val_images, config.model.scale, config.train.eval_every,
                           workdir / "samples", p.steps)
+    callbacks = [progress, guard] + ([summaries] if chief else [])
     every = config.train.log_every
-    start, t0 = int(step), time.time()
+    start, t0 = int(step.numpy()), time.time()
     print(f"{name}: steps {start}..{p.steps}, content loss {p.content_loss}, adversarial weight "
           f"{p.adversarial_weight}", flush=True)
     # One fit() per stretch of good steps: refused updates and rollbacks end it early, and the next one
     # starts from the current step and the next unseen batch.
-    while int(step) < p.steps and not (progress.interrupted or guard.failed):
-        model.fit(make_dataset(int(position)), epochs=-(-p.steps // every), initial_epoch=int(step) // every,
-                  steps_per_epoch=every, callbacks=[progress, guard, summaries], verbose=config.train.verbose,
-                  shuffle=False)
+    while int(step.numpy()) < p.steps and not (progress.interrupted or guard.failed):
+        model.fit(make_dataset(int(position.numpy())), epochs=-(-p.steps // every),
+                  initial_epoch=int(step.numpy()) // every, steps_per_epoch=every, callbacks=callbacks,
+                  verbose=config.train.verbose, shuffle=False)
     if progress.interrupted:
-        raise Interrupted(f"{progress.interrupted} at {name} step {int(step)}; checkpoint {manager.latest_checkpoint}")
+        raise Interrupted(f"{progress.interrupted} at {name} step {int(step.numpy())}; "
+                          f"checkpoint {manager.latest_checkpoint}")
     if guard.failed:
         raise DivergenceError(f"{guard.failed}; newest checkpoint {manager.latest_checkpoint}")
-    _save_generator(generator, config, workdir / f"generator_{name}.keras")
-    return summary | {"checkpoint": manager.latest_checkpoint, "steps_run": int(step) - start,
-                      "seconds": round(time.time() - t0, 1), "skipped_steps": int(model.skipped_steps),
+    _save_generator(generator, config, workdir / f"generator_{name}.keras", write=chief)
+    return summary | {"checkpoint": manager.latest_checkpoint, "steps_run": int(step.numpy()) - start,
+                      "seconds": round(time.time() - t0, 1), "skipped_steps": int(model.skipped_steps.numpy()),
                       "rollbacks": guard.rollbacks, **summaries.last_eval}
 
 
@@ -161,13 +167,18 @@ def _restore_newest(ckpt: tf.train.Checkpoint, manager: tf.train.CheckpointManag
 def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     """Trains every configured phase in `workdir`; returns a summary of what was done and written."""
     validate(config)
-    workdir = Path(workdir)
+    strategy = distribute.make_strategy(config)
+    chief = distribute.is_chief(strategy)
+    # The other workers of a multi_worker run write the same checkpoints into a folder of their own, from
+    # which they resume: with or without a filesystem shared between the machines.
+    workdir = Path(workdir) if chief else Path(workdir) / f"worker-{distribute.task_index(strategy)}"
     workdir.mkdir(parents=True, exist_ok=True)
     with workdir_lock(workdir):
-        return _run_locked(config, workdir)
+        return _run_locked(config, workdir, strategy, chief)
 
 
-def _run_locked(config: ml_collections.ConfigDict, workdir: Path) -> dict:
+def _run_locked(config: ml_collections.ConfigDict, workdir: Path, strategy: tf.distribute.Strategy,
+                chief: bool) -> dict:
     atomic_write(workdir / "config.json", lambda tmp: Path(tmp).write_text(config.to_json_best_effort(indent=2)))
     keras.utils.set_random_seed(config.seed)
     if config.train.deterministic:
@@ -176,26 +187,32 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: Path) -> dict:
     scale = config.model.scale
     skipped = data.SkippedFiles()
 
-    def make_dataset(position: int) -> tf.data.Dataset:
-        return data.train_dataset(config.data, scale, config.train.batch_size, config.seed, skipped, start=position)
+    def make_dataset(position: int):
+        return distribute.distribute_batches(strategy, lambda: data.train_dataset(
+            config.data, scale, config.train.batch_size, config.seed, skipped, start=position), config.train.batch_size)
 
     make_dataset(0)  # fails now, before any model is built, when the data cannot be used
-    val_images = data.validation_images(config.data, scale)
-    writer = tf.summary.create_file_writer(str(workdir / "tensorboard"))
+    val_images = data.validation_images(config.data, scale) if chief else []
+    writer = tf.summary.create_file_writer(str(workdir / "tensorboard")) if chief else tf.summary.create_noop_writer()
+    sync_bn = strategy.num_replicas_in_sync > 1
 
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(config.train.precision)  # G, D and VGG compute in this precision
     try:
-        generator = build_generator(config.model.num_blocks, config.model.filters, scale, config.model.bn_momentum,
-                                    config.model.batch_norm, config.model.bicubic_skip)
-        discriminator = build_discriminator(config.data.crop, config.model.bn_momentum)
-        phases, init_from = [], None
-        for name in phases_of(config):
-            phases.append(train_phase(name, config, workdir, generator, discriminator, make_dataset, val_images, writer,
-                                      init_from))
-            init_from = phases[-1]["checkpoint"]
+        with strategy.scope():
+            keras.utils.set_random_seed(config.seed)  # initial weights depend on the seed alone, not on what ran
+            generator = build_generator(config.model.num_blocks, config.model.filters, scale, config.model.bn_momentum,
+                                        config.model.batch_norm, config.model.bicubic_skip, sync_bn)
+            discriminator = build_discriminator(config.data.crop, config.model.bn_momentum, sync_bn)
+            phases, init_from = [], None
+            for name in phases_of(config):
+                phases.append(train_phase(name, config, workdir, generator, discriminator, make_dataset, val_images,
+                                          writer, init_from, chief))
+                init_from = phases[-1]["checkpoint"]
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
+    if not chief:
+        return {"workdir": str(workdir), "phases": phases}
     _save_generator(generator, config, workdir / "generator.keras")
     summary = {"workdir": str(workdir), "phases": phases, "generator": str(workdir / "generator.keras"),
                "tensorboard": str(workdir / "tensorboard"), "samples": str(workdir / "samples"),

@@ -49,13 +49,13 @@ def _difference(one, two):
     return max(np.abs(a - b).max() for a, b in zip(one, two, strict=True)) / max(np.abs(a).max() for a in one)
 
 
-@pytest.mark.parametrize("adversarial_weight", [0.0, 1e-3])
-def test_mirrored_steps_equal_the_single_device_steps(adversarial_weight):
+def test_mirrored_steps_equal_the_single_device_steps():
+    """Both phases' updates at once: the adversarial step updates D, then G."""
     batches = [_batch(seed) for seed in range(2)]
-    _, one = _updates(tf.distribute.get_strategy(), adversarial_weight, batches)
-    _, two = _updates(_mirrored(), adversarial_weight, batches)
+    _, one = _updates(tf.distribute.get_strategy(), 1e-3, batches)
+    _, two = _updates(_mirrored(), 1e-3, batches)
     # Synchronised BatchNorm computes the variance as E[x^2] - E[x]^2, which rounds differently in float32:
-    # measured 4e-4 in the adversarial case, and the same against one device with synchronized=True.
+    # measured 4e-4, and the same against one device with synchronized=True.
     assert _difference(one, two) < 2e-3
 
 
@@ -70,9 +70,8 @@ def test_unsynchronized_batch_norm_would_differ():
 def test_a_batch_bad_on_one_replica_is_skipped_by_all():
     good, bad = _batch(0), _batch(1)
     bad[0][2:] = np.nan  # the second replica's half of the batch only
-    model, updates = _updates(_mirrored(), 1e-3, [good, bad, _batch(2)])
-    assert int(model.skipped_steps.numpy()) == 1
-    assert int(model.g_optimizer.iterations.numpy()) == 2 and int(model.d_optimizer.iterations.numpy()) == 2
+    model, updates = _updates(_mirrored(), 0.0, [good, bad, _batch(2)])
+    assert int(model.skipped_steps.numpy()) == 1 and int(model.g_optimizer.iterations.numpy()) == 2
     assert all(np.isfinite(u).all() for u in updates)
 
 
@@ -91,7 +90,7 @@ def test_unknown_devices_and_missing_tf_config_are_one_line_errors(monkeypatch):
 
 
 def _run_config(**overrides):
-    c = tiny_config(srresnet_steps=4, srgan_steps=3)
+    c = tiny_config(srresnet_steps=3, srgan_steps=2)
     c.train.log_every, c.train.checkpoint_every = 1, 2
     for key, value in overrides.items():
         c[key] = value
@@ -120,7 +119,7 @@ def _assert_same_losses(got, want):
 def test_mirrored_run_logs_the_single_device_losses(single_run, tmp_path):
     summary = train.run(_run_config(distribute="mirrored", devices=CPUS), tmp_path)
     _assert_same_losses(_losses(tmp_path), single_run)
-    assert summary["phases"][-1]["steps_run"] == 3 and (tmp_path / "generator.keras").is_file()
+    assert summary["phases"][-1]["steps_run"] == 2 and (tmp_path / "generator.keras").is_file()
 
 
 def _free_ports(n):

@@ -6,6 +6,10 @@ float32; the full-integer model takes and returns uint8 tensors whose real value
 `scale * (q - zero_point)` (see the tensors' quantization parameters; the input's are about 1/255 and 0).
 Conversion goes through a plain float SavedModel (the Keras 3 route). A model that keeps variables,
 needs Flex (select TF) or custom ops, or loses its dynamic shape is an ExportError, never an artifact.
+
+The full-integer model computes each PReLU as `alpha * x + relu((1 - alpha) * x)` (`ReluFormPReLU`), the
+same function in exact arithmetic: the XNNPACK delegate has no int8 PReLU, and with the PReLU op every
+activation of the generator fell back to TFLite's reference kernels (see BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -30,6 +34,49 @@ CALIBRATION_CROPS = 64
 CALIBRATION_CROP_SIZE = 64
 _FORBIDDEN_OPS = {"CUSTOM", "VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE"}
 _PROBE_HW = (7, 9)  # odd, non-square: catches shapes baked in at conversion
+
+
+@keras.saving.register_keras_serializable(package="srgan_tf")
+class ReluFormPReLU(keras.layers.Layer):
+    """PReLU with fixed slopes `alpha` (one per channel): y = alpha * x + s * relu(|1 - alpha| * x), with
+    s = sign(1 - alpha), equal to max(x, 0) + alpha * min(x, 0) for every alpha. Float32 [..., C] in and out.
+
+    Its ops are multiplications (the converter fuses the ReLU into one) and an addition, which XNNPACK runs
+    in int8; the multiplication by s is left out when every alpha <= 1 (the usual case).
+    """
+
+    def __init__(self, alpha, **kwargs):
+        super().__init__(**kwargs)
+        self.alpha = np.asarray(alpha, np.float32).reshape(-1)
+
+    def call(self, x):
+        alpha = tf.constant(self.alpha)
+        if np.all(self.alpha <= 1.0):
+            return alpha * x + tf.nn.relu(tf.constant(1.0 - self.alpha) * x)
+        sign, slope = np.sign(1.0 - self.alpha), np.abs(1.0 - self.alpha)
+        return alpha * x + tf.constant(sign) * tf.nn.relu(tf.constant(slope) * x)
+
+    def get_config(self):
+        return {**super().get_config(), "alpha": self.alpha.tolist()}
+
+
+def relu_form(model: keras.Model) -> keras.Model:
+    """A copy of `model` (same weights, same function up to float rounding) whose PReLU layers, which must
+    share alpha over all axes but the channels, are ReluFormPReLU."""
+
+    def clone(layer):
+        if isinstance(layer, keras.layers.PReLU):
+            alpha = layer.get_weights()[0]
+            if alpha.size != alpha.shape[-1]:
+                raise ExportError(f"{layer.name}: the int8 model needs one PReLU alpha per channel")
+            return ReluFormPReLU(alpha, name=layer.name)
+        return layer.__class__.from_config(layer.get_config())
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    for layer in model.layers:
+        if layer.weights and not isinstance(layer, keras.layers.PReLU):
+            copy.get_layer(layer.name).set_weights(layer.get_weights())
+    return copy
 
 
 def export_float_savedmodel(model: keras.Model, path: str | os.PathLike) -> None:
@@ -221,11 +268,15 @@ def export_tflite(
     """
     results = {}
     with tempfile.TemporaryDirectory(prefix="srgan-tflite-") as tmp:
-        float_dir = Path(tmp) / "float_savedmodel"
-        export_float_savedmodel(model, float_dir)
+        float_dir, int8_dir = Path(tmp) / "float_savedmodel", Path(tmp) / "int8_savedmodel"
+        if set(variants) - {"int8"}:
+            export_float_savedmodel(model, float_dir)
+        if "int8" in variants:
+            export_float_savedmodel(relu_form(model), int8_dir)
         for variant in variants:
             log(f"converting TFLite {variant} ...")
-            model_bytes = convert(float_dir, variant, calibration if variant == "int8" else None)
+            model_bytes = convert(int8_dir if variant == "int8" else float_dir, variant,
+                                  calibration if variant == "int8" else None)
             io = ("uint8 quantized, real = scale * (q - zero_point), [0, 1]" if variant == "int8"
                   else "float32 [0, 1]")
             info = {**metadata, "variant": variant, "input": io, "output": io}

@@ -13,6 +13,7 @@ import sys
 import threading
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -21,7 +22,7 @@ from PIL import Image
 from export import ExportError
 from export.__main__ import main
 from export.pipeline import run_export
-from export.tflite import VARIANTS, check_tflite
+from export.tflite import VARIANTS, check_tflite, relu_form
 from export.warmup import WARMUP_FILE
 from srgan_tf.images import save_image
 from srgan_tf.loader import load_upscaler, tflite_interpreter
@@ -474,13 +475,29 @@ def test_int8_model_is_fully_integer_with_uint8_io(exported):
     assert "DEQUANTIZE" not in ops  # no float islands
 
 
-def test_xnnpack_runs_the_float_models(exported):
+def test_xnnpack_runs_the_whole_fp32_and_int8_models(exported):
     arts = {a["name"]: a for a in exported["report"]["artifacts"]}
     for variant in VARIANTS:
         xnn = arts[f"tflite {variant}"]["xnnpack"]
         assert xnn["partitions"] >= 1 and xnn["delegated_ops"] > 0, variant
     fp32 = arts["tflite fp32"]["xnnpack"]
     assert fp32["delegated_ops"] == fp32["total_ops"] and not fp32["not_delegated"]
+    # In int8 only the uint8 -> int8 input conversion stays outside: no PReLU fallbacks splitting the graph.
+    int8 = arts["tflite int8"]
+    assert "PRELU" not in int8["ops"] and int8["xnnpack"]["partitions"] == 1
+    assert set(int8["xnnpack"]["not_delegated"]) <= {"QUANTIZE"}
+
+
+def test_relu_form_is_the_same_function_for_any_alpha():
+    generator = build_generator(1, 8, bicubic_skip=True)
+    rng = np.random.default_rng(7)
+    for layer in generator.layers:  # slopes below 0, between 0 and 1, and above 1
+        if isinstance(layer, keras.layers.PReLU):
+            layer.set_weights([rng.uniform(-0.5, 1.8, layer.get_weights()[0].shape).astype(np.float32)])
+    copy = relu_form(generator)
+    assert not any(isinstance(layer, keras.layers.PReLU) for layer in copy.layers)
+    x = rng.uniform(0, 1, (2, 9, 7, 3)).astype(np.float32)
+    np.testing.assert_allclose(copy(x).numpy(), generator(x).numpy(), atol=1e-5)
 
 
 def _upscale_nearest(x):

@@ -34,7 +34,7 @@ def main() -> None:
     jobs = [
         ("Input pipeline", ["pipeline.py"] + (["--batches=50", "--steps=2"] if args.quick else [])),
         ("Generator inference, 128x128 -> 512x512", ["inference.py", *gen] + (["--runs=2"] if args.quick else [])),
-        ("Training steps", ["training.py"] + (["--steps=2"] if args.quick else [])),
+        ("Training steps", ["training.py"] + (["--steps=2", "--rounds=1"] if args.quick else [])),
         ("Tiled upscaling", ["tiling.py", *gen] + (["--sizes=1000"] if args.quick else [])),
     ]
     if args.only:

@@ -1,18 +1,22 @@
 """Full-size training steps (batch 16 of 96x96 HR crops), every setting measured in one run.
 
-    python bench/training.py [--steps=5] [--batch=16]
+    python bench/training.py [--steps=2] [--rounds=5] [--batch=16]
 
 For the SRResNet phase (MSE) and the SRGAN phase (VGG54 content loss, with random VGG weights: the same
 work as the ImageNet ones), in float32 and mixed_bfloat16, it times the project's fit()/train_step against
 a plain tf.GradientTape loop over the same models and batch, fit() with XLA (jit_compile), and fit() on the
-real input pipeline against the same number of steps on one in-memory batch. Prints a Markdown table of
-seconds per step and the ratios the project's targets are stated in.
+real input pipeline against one in-memory batch. The settings take turns, `--rounds` times `--steps` steps
+each, and every figure is the median of its per-step times, so a slow spell of the machine hits all
+settings alike. Prints a Markdown table of seconds per step and the ratios the project's targets are
+stated in.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
+import statistics
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -37,19 +41,42 @@ def _models(phase: str):
     return g, d, loss, weight
 
 
-def fit_seconds_per_step(phase: str, ds: tf.data.Dataset, steps: int, jit_compile: bool = False) -> float:
+class _StepTimes(keras.callbacks.Callback):
+    """Seconds of each step of the current fit() call, from one step's end to the next (so waiting for
+    the input pipeline counts); the first step, which also starts the iterator, is left out."""
+
+    def __init__(self):
+        super().__init__()
+        self.times: list[float] = []
+        self._last = None
+
+    def on_train_begin(self, logs=None):
+        self.times, self._last = [], None
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.perf_counter()
+        if self._last is not None:
+            self.times.append(now - self._last)
+        self._last = now
+
+
+def fit_runner(phase: str, jit_compile: bool = False):
+    """`run(ds, n)`: fit() on `ds` for n + 1 steps of one SRGAN model; returns the last n steps' seconds."""
     g, d, loss, weight = _models(phase)
     model = SRGAN(g, d, loss, weight)
     model.compile(keras.optimizers.Adam(1e-4), keras.optimizers.Adam(1e-4), jit_compile=jit_compile)
-    model.fit(ds, epochs=1, steps_per_epoch=2, verbose=0)  # trace, compile, warm up
-    t0 = time.perf_counter()
-    model.fit(ds, epochs=1, steps_per_epoch=steps, verbose=0)
-    return (time.perf_counter() - t0) / steps
+    timer = _StepTimes()
+
+    def run(ds: tf.data.Dataset, steps: int) -> list[float]:
+        model.fit(ds, epochs=1, steps_per_epoch=steps + 1, verbose=0, callbacks=[timer])
+        return list(timer.times)
+
+    return run
 
 
-def tape_seconds_per_step(phase: str, batch, steps: int) -> float:
-    """The same updates as SRGAN.train_step, written as the shortest GradientTape loop (no metrics, no
-    non-finite guard)."""
+def tape_runner(phase: str, batch):
+    """`run(n)`: n steps of the same updates as SRGAN.train_step, written as the shortest GradientTape loop
+    (no metrics, no non-finite guard), on one in-memory batch; returns each step's seconds."""
     g, d, content_loss, weight = _models(phase)
     g_opt, d_opt = keras.optimizers.Adam(1e-4), keras.optimizers.Adam(1e-4)
 
@@ -70,32 +97,69 @@ def tape_seconds_per_step(phase: str, batch, steps: int) -> float:
         return g_loss
 
     lr, hr = batch
-    for _ in range(2):
-        step(lr, hr).numpy()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step(lr, hr).numpy()
-    return (time.perf_counter() - t0) / steps
+
+    def run(steps: int) -> list[float]:
+        times = []
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            step(lr, hr).numpy()
+            times.append(time.perf_counter() - t0)
+        return times
+
+    return run
 
 
-def _try(fn, *args, **kwargs) -> float | str:
-    try:
-        return fn(*args, **kwargs)
-    except Exception as e:  # a setting this machine's TF cannot run is a result, not a crash
-        return f"failed: {type(e).__name__}"
+def _failure(e: Exception) -> str:
+    # A setting this machine's TF cannot run is a result, not a crash.
+    first = (str(e).strip().splitlines() or [""])[0][:80]
+    return f"failed: {type(e).__name__}" + (f" ({first})" if first else "")
+
+
+def measure(phase: str, real: tf.data.Dataset, batch, steps: int, rounds: int) -> dict[str, list[float] | str]:
+    """Seconds of every timed step of fit() (in-memory batch), the GradientTape loop, fit() with XLA, and
+    the same fit() model on the real pipeline; a setting that fails gives its error instead."""
+    synthetic = tf.data.Dataset.from_tensors(batch).repeat()
+    runners: dict[str, object] = {}
+    for name, make in (("fit", lambda: fit_runner(phase)), ("tape", lambda: tape_runner(phase, batch)),
+                       ("xla", lambda: fit_runner(phase, jit_compile=True))):
+        try:
+            runners[name] = make()
+        except Exception as e:
+            runners[name] = _failure(e)
+    fit, xla, tape = runners["fit"], runners["xla"], runners["tape"]
+    runners = {"fit": functools.partial(fit, synthetic) if callable(fit) else fit, "tape": tape,
+               "xla": functools.partial(xla, synthetic) if callable(xla) else xla,
+               "real": functools.partial(fit, real) if callable(fit) else fit}
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for round_ in range(rounds + 1):  # round 0 traces, compiles and warms up: not timed
+        for name, run in runners.items():
+            if not callable(run):
+                continue
+            try:
+                got = run(steps if round_ else 1)
+            except Exception as e:
+                runners[name] = _failure(e)
+                continue
+            if round_:
+                times[name] += got
+    return {name: times[name] if callable(run) else run for name, run in runners.items()}
 
 
 def _fmt(x) -> str:
-    return f"{x:.2f}" if isinstance(x, float) else str(x)
+    return f"{statistics.median(x):.2f}" if isinstance(x, list) else str(x)
 
 
 def _ratio(a, b) -> str:
-    return f"{a / b:.2f}" if isinstance(a, float) and isinstance(b, float) else ""
+    """Ratio of the medians, and of the fastest steps (the least disturbed by other load)."""
+    if not (isinstance(a, list) and isinstance(b, list)):
+        return ""
+    return f"{statistics.median(a) / statistics.median(b):.2f} ({min(a) / min(b):.2f})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=2, help="timed steps per setting per round")
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--phases", default="SRResNet,SRGAN")
     parser.add_argument("--precisions", default="float32,mixed_bfloat16")
@@ -104,21 +168,20 @@ def main() -> None:
     cfg = base_config().data
     real = data.train_dataset(cfg, 4, args.batch, seed=0)
     batch = next(iter(real))
-    synthetic = tf.data.Dataset.from_tensors(batch).repeat()
 
-    print(f"{machine()}; batch {args.batch} of {cfg.crop}x{cfg.crop}, {args.steps} timed steps each")
+    print(f"{machine()}; batch {args.batch} of {cfg.crop}x{cfg.crop}; {args.rounds} rounds x {args.steps} timed "
+          "steps per setting, the settings taking turns; seconds are medians, ratios are of the medians "
+          "(and of the fastest steps)")
     print("\n| phase | precision | fit() s/step | GradientTape s/step | fit / tape | fit + XLA s/step | XLA / fit "
-          "| real pipeline s/step | real / synthetic |")
+          "| real pipeline s/step | real / in-memory |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for phase in args.phases.split(","):
         for precision in args.precisions.split(","):
             keras.mixed_precision.set_global_policy(precision)
-            fit = _try(fit_seconds_per_step, phase, synthetic, args.steps)
-            tape = _try(tape_seconds_per_step, phase, batch, args.steps)
-            xla = _try(fit_seconds_per_step, phase, synthetic, args.steps, jit_compile=True)
-            piped = _try(fit_seconds_per_step, phase, real, args.steps)
-            print(f"| {phase} | {precision} | {_fmt(fit)} | {_fmt(tape)} | {_ratio(fit, tape)} | {_fmt(xla)} | "
-                  f"{_ratio(xla, fit)} | {_fmt(piped)} | {_ratio(piped, fit)} |", flush=True)
+            r = measure(phase, real, batch, args.steps, args.rounds)
+            print(f"| {phase} | {precision} | {_fmt(r['fit'])} | {_fmt(r['tape'])} | {_ratio(r['fit'], r['tape'])} | "
+                  f"{_fmt(r['xla'])} | {_ratio(r['xla'], r['fit'])} | {_fmt(r['real'])} | "
+                  f"{_ratio(r['real'], r['fit'])} |", flush=True)
     keras.mixed_precision.set_global_policy("float32")
 
 

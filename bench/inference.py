@@ -6,13 +6,15 @@ Exports the generator (SavedModel and the four TFLite variants, with python -m e
 each artifact through the project's one model loader in this process, and prints a Markdown table. The floor
 is the generator's FLOP count divided by the float32 matrix-multiply rate this machine reaches in the same
 run: no implementation of these convolutions in float32 can beat it. PSNR is Y-PSNR against HR on Set5 (from
-../shared/data) when the set is there; a trained generator makes that column meaningful.
+../shared/data) when the set is there; a trained generator makes that column meaningful. With torch
+installed (`pip install torch`; not a dependency), the same generator in PyTorch is the peer row.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -23,7 +25,9 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from common import generator_path, machine  # noqa: E402  (bench/ is the script's folder)
 
+from export import report  # noqa: E402
 from export.pipeline import run_export  # noqa: E402
+from srgan_tf.loader import Upscaler  # noqa: E402
 from srgan_tf.models import PixelShuffle  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,18 +46,36 @@ def generator_flops(model: keras.Model, side: int) -> int:
     return flops
 
 
-def matmul_flops_per_second(n: int = 2048, runs: int = 5) -> float:
-    """The best float32 matrix-multiply rate of `runs` n x n products."""
+def matmul_flops_per_second(n: int = 2048, runs: int = 10) -> float:
+    """The median float32 matrix-multiply rate of `runs` n x n products (medians, like the latencies: this
+    VM's rate swings by a third from second to second)."""
     a = tf.random.normal([n, n])
     b = tf.random.normal([n, n])
     matmul = tf.function(lambda: tf.linalg.matmul(a, b))
     matmul().numpy()
-    best = float("inf")
+    times = []
     for _ in range(runs):
         t0 = time.perf_counter()
         matmul().numpy()
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best
+        times.append(time.perf_counter() - t0)
+    return 2 * n**3 / statistics.median(times)
+
+
+def peer_rows(model: keras.Model, fidelity: str | None, runs: int) -> list[dict]:
+    """The generator in PyTorch (NCHW and channels_last), timed and scored like the artifacts; no rows
+    without torch."""
+    try:
+        from torch_peer import torch_upscaler
+    except ImportError:
+        return []
+    pairs = report.load_pairs(fidelity) if fidelity else []
+    reference = report.reference_outputs(Upscaler("keras", 4, lambda x: (model(x).numpy() + 1) / 2), pairs)
+    rows = []
+    for channels_last in (False, True):
+        upscaler = torch_upscaler(model, 4, channels_last)
+        rows.append({"name": upscaler.name, "size_bytes": None, "latency_ms": report.latency_ms(upscaler, runs),
+                     "fidelity": report.fidelity(upscaler, pairs, reference) if pairs else None})
+    return rows
 
 
 def main() -> None:
@@ -72,6 +94,7 @@ def main() -> None:
         fidelity = args.data if (Path(args.data) / "HR").is_dir() else None
         result = run_export(generator, Path(tmp) / "out", fidelity_data=fidelity, latency_runs=args.runs,
                             log=lambda _: None)
+        result["artifacts"] += peer_rows(model, fidelity, args.runs)
 
     print(machine())
     print(f"generator: {args.generator or 'random full-size'}; {flops / 1e9:.1f} GFLOP per 128x128 input; "
@@ -85,7 +108,8 @@ def main() -> None:
         psnr = (a["fidelity"] or {}).get("y_psnr_vs_hr_db")
         delta = "" if psnr is None or keras_psnr is None else f"{psnr - keras_psnr:+.2f}"
         ms = a["latency_ms"]
-        print(f"| {a['name']} | {a['size_bytes'] / 1e6:.1f} | {ms:.0f} | {ms / floor_ms:.2f} | {ms / keras_ms:.2f} | "
+        size = "" if a["size_bytes"] is None else f"{a['size_bytes'] / 1e6:.1f}"
+        print(f"| {a['name']} | {size} | {ms:.0f} | {ms / floor_ms:.2f} | {ms / keras_ms:.2f} | "
               f"{'' if psnr is None else f'{psnr:.2f}'} | {delta} |")
 
 

@@ -159,5 +159,4 @@ def _apply_if_finite(optimizer: keras.optimizers.Optimizer, loss: tf.Tensor, gra
                     lambda: None)
 
         replica.merge_call(decide, args=(bad, grads))
-    with tf.control_dependencies([tf.identity(optimizer.iterations)]):
-        return tf.identity(optimizer.iterations) > before
+    return tf.identity(optimizer.iterations) > before  # read after the update (automatic control dependencies)

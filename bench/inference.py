@@ -33,17 +33,46 @@ from srgan_tf.models import PixelShuffle  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 
 
-def generator_flops(model: keras.Model, side: int) -> int:
-    """Multiply-adds x 2 of every convolution of `model` on one side x side input (bias and activations,
-    under 1% here, are left out)."""
-    size, flops = side, 0
+def _convolutions(model: keras.Model, side: int) -> list[tuple[keras.layers.Conv2D, int, int]]:
+    """(layer, input side, FLOPs) of every Conv2D of `model` on one side x side input: multiply-adds x 2
+    (bias and activations, under 1% here, are left out)."""
+    size, convs = side, []
     for layer in model.layers:
         if isinstance(layer, PixelShuffle):
             size *= layer.factor
         elif isinstance(layer, keras.layers.Conv2D):
             kh, kw, cin, cout = layer.kernel.shape
-            flops += 2 * kh * kw * cin * cout * size * size
-    return flops
+            convs.append((layer, size, 2 * kh * kw * cin * cout * size * size))
+    return convs
+
+
+def generator_flops(model: keras.Model, side: int) -> int:
+    return sum(flops for _, _, flops in _convolutions(model, side))
+
+
+def convolution_rates(model: keras.Model, side: int, runs: int = 5) -> list[dict]:
+    """Each kind of convolution of `model` (kernel, channels, input size) timed alone on its input, median
+    of `runs`: where the time goes, and how near each kind gets to the matmul rate."""
+    kinds: dict[tuple, dict] = {}
+    for layer, size, flops in _convolutions(model, side):
+        kh, _, cin, cout = layer.kernel.shape
+        key = (kh, cin, cout, size)
+        kinds.setdefault(key, {"layers": [], "flops": flops, "layer": layer, "size": size})["layers"].append(layer.name)
+    rows = []
+    for (k, cin, cout, size), kind in kinds.items():
+        x = tf.random.uniform([1, size, size, cin])
+        conv = tf.function(kind["layer"].__call__)
+        conv(x).numpy()
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            conv(x).numpy()
+            times.append(time.perf_counter() - t0)
+        ms = 1000 * statistics.median(times)
+        rows.append({"what": f"{k}x{k}, {cin}->{cout} at {size}x{size}", "count": len(kind["layers"]),
+                     "first": kind["layers"][0], "gflop": kind["flops"] / 1e9, "ms": ms,
+                     "rate": kind["flops"] / ms / 1e6})
+    return rows
 
 
 def matmul_flops_per_second(n: int = 2048, runs: int = 10) -> float:
@@ -95,6 +124,7 @@ def main() -> None:
         result = run_export(generator, Path(tmp) / "out", fidelity_data=fidelity, latency_runs=args.runs,
                             log=lambda _: None)
         result["artifacts"] += peer_rows(model, fidelity, args.runs)
+        convs = convolution_rates(model, 128)
 
     print(machine())
     print(f"generator: {args.generator or 'random full-size'}; {flops / 1e9:.1f} GFLOP per 128x128 input; "
@@ -111,6 +141,14 @@ def main() -> None:
         size = "" if a["size_bytes"] is None else f"{a['size_bytes'] / 1e6:.1f}"
         print(f"| {a['name']} | {size} | {ms:.0f} | {ms / floor_ms:.2f} | {ms / keras_ms:.2f} | "
               f"{'' if psnr is None else f'{psnr:.2f}'} | {delta} |")
+    total = sum(c["ms"] * c["count"] for c in convs)
+    print(f"\nThe Keras model's convolutions, each kind timed alone (median of 5; {total:.0f} ms summed, against "
+          f"{keras_ms:.0f} ms for the whole model in the table above; matmul rate {rate / 1e9:.0f} GFLOP/s):\n")
+    print("| convolution | layers | GFLOP each | ms each | GFLOP/s | share of conv time |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for c in convs:
+        print(f"| {c['what']} ({c['first']}{', ...' if c['count'] > 1 else ''}) | {c['count']} | {c['gflop']:.2f} | "
+              f"{c['ms']:.1f} | {c['rate']:.0f} | {c['ms'] * c['count'] / total:.0%} |")
 
 
 if __name__ == "__main__":

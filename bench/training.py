@@ -1,6 +1,6 @@
 """Full-size training steps (batch 16 of 96x96 HR crops), every setting measured in one run.
 
-    python bench/training.py [--steps=2] [--rounds=5] [--batch=16]
+    python bench/training.py [--steps=2] [--rounds=5] [--batch=16] [--settings=fit,tape,xla,real]
 
 For the SRResNet phase (MSE) and the SRGAN phase (VGG54 content loss, with random VGG weights: the same
 work as the ImageNet ones), in float32 and mixed_bfloat16, it times the project's fit()/train_step against
@@ -115,21 +115,29 @@ def _failure(e: Exception) -> str:
     return f"failed: {type(e).__name__}" + (f" ({first})" if first else "")
 
 
-def measure(phase: str, real: tf.data.Dataset, batch, steps: int, rounds: int) -> dict[str, list[float] | str]:
-    """Seconds of every timed step of fit() (in-memory batch), the GradientTape loop, fit() with XLA, and
-    the same fit() model on the real pipeline; a setting that fails gives its error instead."""
+SETTINGS = ("fit", "tape", "xla", "real")
+
+
+def measure(phase: str, real: tf.data.Dataset, batch, steps: int, rounds: int,
+            settings: tuple[str, ...] = SETTINGS) -> dict[str, list[float] | str]:
+    """Seconds of every timed step of each of `settings`: fit() on one in-memory batch, the GradientTape
+    loop, fit() with XLA, and the same fit() model on the real pipeline; a setting that fails gives its
+    error instead."""
     synthetic = tf.data.Dataset.from_tensors(batch).repeat()
+    makers = {"fit": lambda: fit_runner(phase), "tape": lambda: tape_runner(phase, batch),
+              "xla": lambda: fit_runner(phase, jit_compile=True)}
+    built: dict[str, object] = {}
+    for name in makers:
+        if name in settings or (name == "fit" and "real" in settings):
+            try:
+                built[name] = makers[name]()
+            except Exception as e:
+                built[name] = _failure(e)
     runners: dict[str, object] = {}
-    for name, make in (("fit", lambda: fit_runner(phase)), ("tape", lambda: tape_runner(phase, batch)),
-                       ("xla", lambda: fit_runner(phase, jit_compile=True))):
-        try:
-            runners[name] = make()
-        except Exception as e:
-            runners[name] = _failure(e)
-    fit, xla, tape = runners["fit"], runners["xla"], runners["tape"]
-    runners = {"fit": functools.partial(fit, synthetic) if callable(fit) else fit, "tape": tape,
-               "xla": functools.partial(xla, synthetic) if callable(xla) else xla,
-               "real": functools.partial(fit, real) if callable(fit) else fit}
+    for name in settings:
+        run = built["fit" if name == "real" else name]
+        data = {"fit": synthetic, "xla": synthetic, "real": real}.get(name)
+        runners[name] = functools.partial(run, data) if callable(run) and data is not None else run
     times: dict[str, list[float]] = {name: [] for name in runners}
     for round_ in range(rounds + 1):  # round 0 traces, compiles and warms up: not timed
         for name, run in runners.items():
@@ -163,7 +171,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--phases", default="SRResNet,SRGAN")
     parser.add_argument("--precisions", default="float32,mixed_bfloat16")
+    parser.add_argument("--settings", default=",".join(SETTINGS), help="a subset of " + ",".join(SETTINGS))
     args = parser.parse_args()
+    if unknown := set(args.settings.split(",")) - set(SETTINGS):
+        parser.error(f"--settings: unknown {', '.join(sorted(unknown))}; choose from {', '.join(SETTINGS)}")
 
     cfg = base_config().data
     real = data.train_dataset(cfg, 4, args.batch, seed=0)
@@ -178,7 +189,8 @@ def main() -> None:
     for phase in args.phases.split(","):
         for precision in args.precisions.split(","):
             keras.mixed_precision.set_global_policy(precision)
-            r = measure(phase, real, batch, args.steps, args.rounds)
+            r = measure(phase, real, batch, args.steps, args.rounds, tuple(args.settings.split(",")))
+            r = {name: r.get(name, "") for name in SETTINGS}
             print(f"| {phase} | {precision} | {_fmt(r['fit'])} | {_fmt(r['tape'])} | {_ratio(r['fit'], r['tape'])} | "
                   f"{_fmt(r['xla'])} | {_ratio(r['xla'], r['fit'])} | {_fmt(r['real'])} | "
                   f"{_ratio(r['real'], r['fit'])} |", flush=True)

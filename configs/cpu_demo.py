@@ -17,7 +17,7 @@ def get_config():
     config = base_config()
     config.data.source = "sample"
     config.train.batch_size = 16
-    config.train.precision = "mixed_bfloat16"  # ~3x faster than float32 on this CPU; saved generators are float32
+    config.train.precision = "mixed_bfloat16"  # 1.25-2.1x faster steps here (BENCHMARKS.md); saves float32
     config.model.bicubic_skip = True
     # A short run ends at a small learning rate: ending a 2500-step run at 1e-4, then 200 more steps at 2e-5,
     # raised Set5 from 27.08 to 28.01 dB (the constant rate's gradient noise was the limit, not capacity).

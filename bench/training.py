@@ -3,7 +3,8 @@
     python bench/training.py [--steps=2] [--rounds=5] [--batch=16] [--settings=fit,tape,xla,real]
 
 For the SRResNet phase (MSE) and the SRGAN phase (VGG54 content loss, with random VGG weights: the same
-work as the ImageNet ones), in float32 and mixed_bfloat16, it times the project's fit()/train_step against
+work as the ImageNet ones), in float32 and mixed precision (mixed_bfloat16 on CPU; on a GPU mixed_float16,
+with a LossScaleOptimizer per optimizer as in training), it times the project's fit()/train_step against
 a plain tf.GradientTape loop over the same models and batch, fit() with XLA (jit_compile), and fit() on the
 real input pipeline against one in-memory batch. The settings take turns, `--rounds` times `--steps` steps
 each, and every figure is the median of its per-step times, so a slow spell of the machine hits all
@@ -41,6 +42,13 @@ def _models(phase: str):
     return g, d, loss, weight
 
 
+def _optimizer() -> keras.optimizers.Optimizer:
+    # As srgan_tf.train does: float16 gradients need loss scaling, one scaler per optimizer.
+    adam = keras.optimizers.Adam(1e-4)
+    float16 = keras.mixed_precision.global_policy().name == "mixed_float16"
+    return keras.optimizers.LossScaleOptimizer(adam) if float16 else adam
+
+
 class _StepTimes(keras.callbacks.Callback):
     """Seconds of each step of the current fit() call, from one step's end to the next (so waiting for
     the input pipeline counts); the first step, which also starts the iterator, is left out."""
@@ -64,7 +72,7 @@ def fit_runner(phase: str, jit_compile: bool = False):
     """`run(ds, n)`: fit() on `ds` for n + 1 steps of one SRGAN model; returns the last n steps' seconds."""
     g, d, loss, weight = _models(phase)
     model = SRGAN(g, d, loss, weight)
-    model.compile(keras.optimizers.Adam(1e-4), keras.optimizers.Adam(1e-4), jit_compile=jit_compile)
+    model.compile(_optimizer(), _optimizer(), jit_compile=jit_compile)
     timer = _StepTimes()
 
     def run(ds: tf.data.Dataset, steps: int) -> list[float]:
@@ -78,7 +86,7 @@ def tape_runner(phase: str, batch):
     """`run(n)`: n steps of the same updates as SRGAN.train_step, written as the shortest GradientTape loop
     (no metrics, no non-finite guard), on one in-memory batch; returns each step's seconds."""
     g, d, content_loss, weight = _models(phase)
-    g_opt, d_opt = keras.optimizers.Adam(1e-4), keras.optimizers.Adam(1e-4)
+    g_opt, d_opt = _optimizer(), _optimizer()
 
     @tf.function
     def step(lr, hr):
@@ -87,13 +95,15 @@ def tape_runner(phase: str, batch):
             if weight:
                 with g_tape.stop_recording(), tf.GradientTape() as d_tape:
                     d_loss = losses.discriminator_loss(d(hr, training=True), d(tf.stop_gradient(sr), training=True))
+                    d_scaled = d_opt.scale_loss(d_loss)
                 d_vars = d.trainable_variables
-                d_opt.apply_gradients(zip(d_tape.gradient(d_loss, d_vars), d_vars, strict=True))
+                d_opt.apply_gradients(zip(d_tape.gradient(d_scaled, d_vars), d_vars, strict=True))
             g_loss = content_loss(hr, sr)
             if weight:
                 g_loss += weight * losses.generator_adversarial_loss(d(sr, training=True))
+            g_scaled = g_opt.scale_loss(g_loss)
         g_vars = g.trainable_variables
-        g_opt.apply_gradients(zip(g_tape.gradient(g_loss, g_vars), g_vars, strict=True))
+        g_opt.apply_gradients(zip(g_tape.gradient(g_scaled, g_vars), g_vars, strict=True))
         return g_loss
 
     lr, hr = batch
@@ -170,7 +180,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--phases", default="SRResNet,SRGAN")
-    parser.add_argument("--precisions", default="float32,mixed_bfloat16")
+    gpu = bool(tf.config.list_physical_devices("GPU"))
+    parser.add_argument("--precisions", default="float32," + ("mixed_float16" if gpu else "mixed_bfloat16"),
+                        help="default: float32 and the mixed policy of this machine's device")
     parser.add_argument("--settings", default=",".join(SETTINGS), help="a subset of " + ",".join(SETTINGS))
     args = parser.parse_args()
     if unknown := set(args.settings.split(",")) - set(SETTINGS):

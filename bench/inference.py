@@ -14,20 +14,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from common import generator_path, machine  # noqa: E402  (bench/ is the script's folder)
+from common import generator_path, machine, median_seconds  # noqa: E402  (bench/ is the script's folder)
 
 from export import report  # noqa: E402
 from export.pipeline import run_export  # noqa: E402
-from srgan_tf.loader import Upscaler  # noqa: E402
+from srgan_tf.loader import load_upscaler  # noqa: E402
 from srgan_tf.models import PixelShuffle  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,18 +55,12 @@ def convolution_rates(model: keras.Model, side: int, runs: int = 5) -> list[dict
     for layer, size, flops in _convolutions(model, side):
         kh, _, cin, cout = layer.kernel.shape
         key = (kh, cin, cout, size)
-        kinds.setdefault(key, {"layers": [], "flops": flops, "layer": layer, "size": size})["layers"].append(layer.name)
+        kinds.setdefault(key, {"layers": [], "flops": flops, "layer": layer})["layers"].append(layer.name)
     rows = []
     for (k, cin, cout, size), kind in kinds.items():
         x = tf.random.uniform([1, size, size, cin])
         conv = tf.function(kind["layer"].__call__)
-        conv(x).numpy()
-        times = []
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            conv(x).numpy()
-            times.append(time.perf_counter() - t0)
-        ms = 1000 * statistics.median(times)
+        ms = 1000 * median_seconds(lambda conv=conv, x=x: conv(x).numpy(), runs)
         rows.append({"what": f"{k}x{k}, {cin}->{cout} at {size}x{size}", "count": len(kind["layers"]),
                      "first": kind["layers"][0], "gflop": kind["flops"] / 1e9, "ms": ms,
                      "rate": kind["flops"] / ms / 1e6})
@@ -81,16 +73,10 @@ def matmul_flops_per_second(n: int = 2048, runs: int = 10) -> float:
     a = tf.random.normal([n, n])
     b = tf.random.normal([n, n])
     matmul = tf.function(lambda: tf.linalg.matmul(a, b))
-    matmul().numpy()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        matmul().numpy()
-        times.append(time.perf_counter() - t0)
-    return 2 * n**3 / statistics.median(times)
+    return 2 * n**3 / median_seconds(lambda: matmul().numpy(), runs)
 
 
-def peer_rows(model: keras.Model, fidelity: str | None, runs: int) -> list[dict]:
+def peer_rows(generator: str, model: keras.Model, fidelity: str | None, runs: int) -> list[dict]:
     """The generator in PyTorch (NCHW and channels_last), timed and scored like the artifacts; no rows
     without torch."""
     try:
@@ -98,7 +84,7 @@ def peer_rows(model: keras.Model, fidelity: str | None, runs: int) -> list[dict]
     except ImportError:
         return []
     pairs = report.load_pairs(fidelity) if fidelity else []
-    reference = report.reference_outputs(Upscaler("keras", 4, lambda x: (model(x).numpy() + 1) / 2), pairs)
+    reference = report.reference_outputs(load_upscaler(generator, 4), pairs)
     rows = []
     for channels_last in (False, True):
         upscaler = torch_upscaler(model, 4, channels_last)
@@ -123,7 +109,7 @@ def main() -> None:
         fidelity = args.data if (Path(args.data) / "HR").is_dir() else None
         result = run_export(generator, Path(tmp) / "out", fidelity_data=fidelity, latency_runs=args.runs,
                             log=lambda _: None)
-        result["artifacts"] += peer_rows(model, fidelity, args.runs)
+        result["artifacts"] += peer_rows(generator, model, fidelity, args.runs)
         convs = convolution_rates(model, 128)
 
     print(machine())

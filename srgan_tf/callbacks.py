@@ -3,6 +3,7 @@ so that logs, checkpoints and evaluations line up across interrupted and resumed
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 from pathlib import Path
@@ -149,7 +150,13 @@ class Summaries(keras.callbacks.Callback):
             save_image(self.samples_dir / f"{self.phase}_{name}.png", row)
 
     def evaluate(self, step: int) -> dict[str, float]:
-        """Y-channel PSNR/SSIM (the literature's protocol) of G on the validation images, logged at `step`."""
+        """Y-channel PSNR/SSIM (the literature's protocol) of G (its weight average, with EMA) on the
+        validation images, logged at `step`."""
+        ema = self.model.ema
+        with ema.swapped_into(self.model.generator) if ema else contextlib.nullcontext():
+            return self._evaluate(step)
+
+    def _evaluate(self, step: int) -> dict[str, float]:
         upscaler = upscaler_from_keras(self.model.generator, self.scale, name=self.phase)
         psnrs, ssims, self._rows = [], [], {}
         with self.writer.as_default(step=step):

@@ -107,6 +107,10 @@ def base_config() -> ml_collections.ConfigDict:
         # | mixed_float16 (GPUs; each optimizer then scales its loss dynamically, keras LossScaleOptimizer).
         # Saved generators are always float32.
         "precision": "float32",
+        # > 0: keep an exponential moving average of G's weights (0.999 in BasicSR and Real-ESRGAN), updated
+        # after each applied G update; it is what gets validated, evaluated and saved as generator*.keras
+        # (the raw weights go to generator_<phase>_raw.keras). A deviation from the paper, which has none.
+        "ema_decay": 0.0,
     })
     return c
 
@@ -166,4 +170,5 @@ def validate(config: ml_collections.ConfigDict) -> None:
         need(t[key] >= 1, f"train.{key}", f"must be >= 1, got {t[key]}")
     for key in ("eval_every", "max_rollbacks"):
         need(t[key] >= 0, f"train.{key}", f"must be >= 0, got {t[key]}")
+    need(0 <= t.ema_decay < 1, "train.ema_decay", f"must be in [0, 1), got {t.ema_decay}")
     need(t.precision in PRECISIONS, "train.precision", f"must be one of {PRECISIONS}, got {t.precision!r}")

@@ -6,6 +6,7 @@ import keras
 import tensorflow as tf
 
 from srgan_tf import losses
+from srgan_tf.ema import WeightAverage
 
 
 class SRGAN(keras.Model):
@@ -19,15 +20,17 @@ class SRGAN(keras.Model):
     An update whose loss or gradients are not finite is not applied (the optimizer's step counter and the
     BatchNorm moving statistics do not move either); `skipped_steps` counts such batches and `bad_streak`
     the current run of them, for the callbacks that log it and roll back (callbacks.DivergenceGuard). The
-    metrics average the applied steps.
+    metrics average the applied steps. With `ema` (an `ema.WeightAverage` of G), each applied G update also
+    moves the average of G's weights; D always trains against the raw G.
     """
 
     def __init__(self, generator: keras.Model, discriminator: keras.Model | None, content_loss,
-                 adversarial_weight: float = 0.0, **kwargs):
+                 adversarial_weight: float = 0.0, ema: WeightAverage | None = None, **kwargs):
         super().__init__(**kwargs)
         if adversarial_weight > 0 and discriminator is None:
             raise ValueError("an adversarial phase needs a discriminator")
         self.generator = generator
+        self.ema = ema
         self.discriminator = discriminator
         self.content_loss = content_loss
         self.adversarial = adversarial_weight > 0
@@ -98,6 +101,8 @@ class SRGAN(keras.Model):
             scaled_g_loss = _for_gradients(self.g_optimizer, g_loss)
         g_vars = self.generator.trainable_variables
         ok = _apply_if_finite(self.g_optimizer, g_loss, g_tape.gradient(scaled_g_loss, g_vars), g_vars)
+        if self.ema is not None:
+            self.ema.update(g_vars, ok)
         if self.adversarial:
             ok = tf.logical_and(ok, d_ok)
 

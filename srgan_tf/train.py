@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -27,6 +28,7 @@ from ml_collections import config_flags
 from srgan_tf import data, distribute
 from srgan_tf.callbacks import DivergenceGuard, PhaseProgress, Summaries
 from srgan_tf.config import ConfigError, phases_of, validate
+from srgan_tf.ema import WeightAverage
 from srgan_tf.evaluate import evaluate
 from srgan_tf.images import atomic_write
 from srgan_tf.loader import load_upscaler
@@ -71,10 +73,11 @@ def _optimizer(p: ml_collections.ConfigDict, config: ml_collections.ConfigDict) 
     return keras.optimizers.LossScaleOptimizer(adam) if config.train.precision == "mixed_float16" else adam
 
 
-def _save_generator(generator: keras.Model, config: ml_collections.ConfigDict, path: Path, write: bool = True) -> None:
+def _save_generator(generator: keras.Model, config: ml_collections.ConfigDict, path: Path, write: bool = True,
+                    ema: WeightAverage | None = None) -> None:
     """Writes a plain float32 copy of `generator` (whatever the training precision and strategy) to `path`,
-    atomically. Every worker of a multi_worker run makes the copy (its variables are created collectively),
-    only the one with `write` saves it."""
+    atomically, with the trainable weights of `ema` when given. Every worker of a multi_worker run makes the
+    copy (its variables are created collectively), only the one with `write` saves it."""
     policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32")
     try:
@@ -83,6 +86,8 @@ def _save_generator(generator: keras.Model, config: ml_collections.ConfigDict, p
     finally:
         keras.mixed_precision.set_global_policy(policy)
     copy.set_weights(generator.get_weights())
+    if ema is not None:
+        ema.copy_to(copy.trainable_variables)
     if write:
         atomic_write(path, lambda tmp: copy.save(tmp))
 
@@ -99,8 +104,10 @@ def train_phase(name: str, config: ml_collections.ConfigDict, workdir: Path, gen
     g_opt.build(generator.trainable_variables)
     d_opt.build(discriminator.trainable_variables)
     position = tf.Variable(0, dtype=tf.int64, trainable=False, name="data_position")
+    ema = WeightAverage(generator, config.train.ema_decay) if config.train.ema_decay else None
+    tracked_ema = {"ema": ema} if ema else {}
     ckpt = tf.train.Checkpoint(generator=generator, discriminator=discriminator, g_optimizer=g_opt, d_optimizer=d_opt,
-                               data_position=position)
+                               data_position=position, **tracked_ema)
     manager = tf.train.CheckpointManager(ckpt, str(workdir / "checkpoints" / name),
                                          max_to_keep=config.train.keep_checkpoints)
     step = g_opt.iterations
@@ -108,7 +115,11 @@ def train_phase(name: str, config: ml_collections.ConfigDict, workdir: Path, gen
     if restored:
         log.info("%s: resuming from %s at step %d", name, restored, int(step.numpy()))
     elif init_from:
-        tf.train.Checkpoint(generator=generator, discriminator=discriminator).restore(init_from).expect_partial()
+        # Everything asked for must be in the checkpoint: a renamed key would otherwise restore nothing.
+        tf.train.Checkpoint(generator=generator, discriminator=discriminator, **tracked_ema).restore(
+            init_from).assert_existing_objects_matched().expect_partial()
+        if ema:  # the phase starts from the previous phase's averaged G, the one that phase saved
+            ema.copy_to(generator.trainable_variables)
         log.info("%s: generator initialised from %s", name, init_from)
 
     summary = {"phase": name, "steps": p.steps, "checkpoint": restored}
@@ -117,7 +128,8 @@ def train_phase(name: str, config: ml_collections.ConfigDict, workdir: Path, gen
         return summary | {"skipped": True}
 
     model = SRGAN(generator, discriminator, make_content_loss(p.content_loss, config.loss.vgg_weights,
-                                                              config.loss.vgg_feature_scale), p.adversarial_weight)
+                                                              config.loss.vgg_feature_scale), p.adversarial_weight,
+                  ema=ema)
     model.compile(g_optimizer=g_opt, d_optimizer=d_opt)
     progress = PhaseProgress(manager, step, position, p.steps, config.train.checkpoint_every)
     guard = DivergenceGuard(ckpt, manager, step, position, name, config.train.max_bad_steps,
@@ -140,7 +152,9 @@ def train_phase(name: str, config: ml_collections.ConfigDict, workdir: Path, gen
                           f"checkpoint {manager.latest_checkpoint}")
     if guard.failed:
         raise DivergenceError(f"{guard.failed}; newest checkpoint {manager.latest_checkpoint}")
-    _save_generator(generator, config, workdir / f"generator_{name}.keras", write=chief)
+    _save_generator(generator, config, workdir / f"generator_{name}.keras", write=chief, ema=ema)
+    if ema:
+        _save_generator(generator, config, workdir / f"generator_{name}_raw.keras", write=chief)
     return summary | {"checkpoint": manager.latest_checkpoint, "steps_run": int(step.numpy()) - start,
                       "seconds": round(time.time() - t0, 1), "skipped_steps": int(model.skipped_steps.numpy()),
                       "rollbacks": guard.rollbacks, **summaries.last_eval}
@@ -213,7 +227,8 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: Path, strategy: tf.d
         keras.mixed_precision.set_global_policy(previous_policy)
     if not chief:
         return {"workdir": str(workdir), "phases": phases}
-    _save_generator(generator, config, workdir / "generator.keras")
+    last = workdir / f"generator_{phases[-1]['phase']}.keras"
+    atomic_write(workdir / "generator.keras", lambda tmp: shutil.copyfile(last, tmp))
     summary = {"workdir": str(workdir), "phases": phases, "generator": str(workdir / "generator.keras"),
                "tensorboard": str(workdir / "tensorboard"), "samples": str(workdir / "samples"),
                "evaluation": evaluate_phases(config, workdir), "skipped_files": dict(skipped.reasons)}

@@ -70,6 +70,11 @@ def test_cli_end_to_end_on_a_tiny_generator(shared_data, models, tmp_path):
     assert result["paper"]["SRGAN"] == {"psnr": 29.40, "ssim": 0.8472}
     md = (out / "results.md").read_text()
     assert "paper: SRResNet | 32.05 | 0.9019" in md and "| baby | img_001.png |" in md
+    # NIQE is on by default: per image, for the HR image too, and as means.
+    niqes = [r["niqe"] for r in result["per_image"]]
+    assert all(isinstance(v, float) for v in niqes) and result["mean"]["niqe"] == pytest.approx(np.mean(niqes))
+    assert result["mean"]["hr_niqe"] < result["mean"]["niqe"]  # the untrained G is less natural than HR
+    assert "| NIQE | NIQE of HR |" in md and f"**{result['mean']['hr_niqe']:.3f}**" in md
     panels = sorted((out / "images").glob("*.png"))
     assert [p.name for p in panels] == [f"img_00{i}.png" for i in range(1, 6)]
     hr = load_image(shared_data / "Set5" / "HR" / "img_002.png")
@@ -88,6 +93,15 @@ def test_cli_bad_input_is_one_line_without_traceback(tmp_path):
     assert len(errors) == 1 and "nope" in errors[0] and "HR" in errors[0]
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_metrics_pick_the_scores_and_small_images_get_no_niqe(tiny_set, shared_data):
+    result = evaluate(load_upscaler("bicubic"), shared_data / "Set5", metric_names=["psnr", "ssim"])
+    assert "niqe" not in result["mean"] and "niqe" not in result["per_image"][0]
+    tiny = evaluate(load_upscaler("bicubic"), tiny_set)  # 44x48 and 60x48: no 96x96 block
+    assert tiny["mean"]["niqe"] is None and tiny["per_image"][0]["niqe"] is None
+    with pytest.raises(EvaluationError, match="unknown metrics lpips"):
+        evaluate(load_upscaler("bicubic"), tiny_set, metric_names=["psnr", "lpips"])
 
 
 def test_set_without_lr_files_crops_hr_and_degrades_it(tiny_set, tmp_path):

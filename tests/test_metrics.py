@@ -1,8 +1,10 @@
 import math
+from importlib import resources
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from srgan_tf import metrics
 
@@ -94,3 +96,56 @@ def test_bad_shapes():
         metrics.psnr(sr[..., :2], hr[..., :2])
     with pytest.raises(ValueError, match="same shape"):
         metrics.psnr(sr[:-4], hr)
+
+
+# NIQE ---------------------------------------------------------------------------------------------------------
+
+def _baboon(shared_data):
+    return np.asarray(Image.open(shared_data / "Set14" / "HR" / "img_001.png").convert("RGB"))
+
+
+def test_niqe_is_near_matlabs_figure_for_baboon(shared_data):
+    """MATLAB R2021a's niqe gives 5.7296 for baboon cropped to 480x492 (BasicSR's tests/data/baboon.png; the
+    shared README quotes the figure for the first 492 columns of this Set14 file). We get 5.7191 here. NIQE
+    moves by 0.01-0.02 when the luma is rounded differently (rgb2gray instead of rgb2ycbcr: 5.743), so the
+    gap fits a difference of source pixels between the two baboon files; it is held to 0.015, not 0.001. The
+    feature definition is what this pins: the GGD sigma in place of the AGGD spread gives 27.4."""
+    assert metrics.niqe(_baboon(shared_data)[:, :492]) == pytest.approx(5.7296, abs=0.015)
+
+
+def test_niqe_uses_whole_blocks_and_shaves_before_cropping(shared_data):
+    im = _baboon(shared_data)
+    assert metrics.niqe(im[:, :492]) == metrics.niqe(im)  # 500 and 492 columns both give 5 blocks
+    assert metrics.niqe(im, shave=4) != metrics.niqe(im)
+
+
+def test_niqe_ranks_blur_and_noise_as_less_natural(shared_data):
+    im = _baboon(shared_data)
+    pil = Image.fromarray(im)
+    blurred = np.asarray(pil.resize((125, 120), Image.Resampling.BICUBIC).resize((500, 480),
+                                                                                   Image.Resampling.BICUBIC))
+    noisy = np.clip(im + np.random.default_rng(0).normal(0, 25, im.shape), 0, 255).astype(np.uint8)
+    base = metrics.niqe(im)
+    assert metrics.niqe(blurred) > base + 1 and metrics.niqe(noisy) > base + 1
+
+
+def test_niqe_of_gray_inputs_and_bad_inputs():
+    rng = np.random.default_rng(0)
+    g = np.asarray(Image.fromarray(rng.integers(0, 256, (64, 64), dtype=np.uint8)).resize((200, 200)))
+    assert metrics.niqe(g) == metrics.niqe(g[..., None])
+    rgb = np.repeat(g[..., None], 3, axis=-1)
+    assert metrics.niqe(rgb, as_gray=True) == pytest.approx(metrics.niqe(g))
+    with pytest.raises(ValueError, match="96x96"):
+        metrics.niqe(g[:95, :300])
+    with pytest.raises(ValueError, match="flat"):
+        metrics.niqe(np.full((100, 100), 7, np.uint8))
+    with pytest.raises(TypeError, match="uint8"):
+        metrics.niqe(g.astype(np.float32))
+
+
+def test_the_pristine_model_ships_inside_the_package_with_its_notice():
+    mu, cov = metrics._pristine_model()
+    assert mu.shape == (36,) and cov.shape == (36, 36)
+    np.testing.assert_allclose(cov, cov.T)
+    folder = resources.files("srgan_tf") / "niqe_model"
+    assert "University of Texas at Austin" in (folder / "NOTICE.txt").read_text()

@@ -44,7 +44,8 @@ def test_the_average_equals_the_closed_form_over_the_applied_steps():
             expected = expected + (1 - decay) * decay ** (steps - t) * history[t][i]
         np.testing.assert_allclose(average.numpy(), expected, rtol=1e-5, atol=1e-6)
     # The average differs from the raw weights (otherwise the test above would prove nothing).
-    assert max(float(np.abs(a.numpy() - v.numpy()).max()) for a, v in zip(ema.averages, g.trainable_variables)) > 1e-5
+    gaps = [np.abs(a.numpy() - v.numpy()).max() for a, v in zip(ema.averages, g.trainable_variables, strict=True)]
+    assert max(gaps) > 1e-5
 
 
 def test_swapped_into_puts_the_raw_weights_back():

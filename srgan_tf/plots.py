@@ -1,4 +1,5 @@
-"""The results report's figures (see srgan_tf.report): training curves and the network-interpolation sweep.
+"""The results report's figures (see srgan_tf.report): training curves and the network-interpolation sweep
+(the perception-distortion plane).
 
 Both use matplotlib's object API on the Agg canvas (no pyplot, no display, no global state) and are written
 as PNG atomically. matplotlib is the `report` extra: `pip install "srgan-tf[report]"`.
@@ -87,17 +88,37 @@ def save_training_curves(scalars: Mapping[str, Series], path: str | os.PathLike,
     _save(fig, path)
 
 
-def save_interpolation_plot(sweep: Mapping[str, Sequence[Mapping[str, float]]], path: str | os.PathLike) -> None:
-    """Writes a 1x2 PNG of Y-PSNR and SSIM against alpha, one line per set; `sweep` is
-    {set: [{"alpha", "psnr", "ssim"}, ...]} (alpha 0: SRResNet, 1: SRGAN)."""
-    fig, (left, right) = _figure(10, 3.8, 1, 2)
-    for ax, key, unit in ((left, "psnr", "Y-PSNR (dB)"), (right, "ssim", "SSIM")):
-        for set_name, rows in sweep.items():
-            points = sorted((r["alpha"], r[key]) for r in rows if r[key] is not None)
-            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=set_name)
-        ax.set_xlabel("alpha  (0 = SRResNet weights, 1 = SRGAN weights)")
-        ax.set_ylabel(unit)
-        ax.set_title(f"{unit.split(' ')[0]} of the blended generator", fontsize=10)
+def save_interpolation_plot(sweep: Mapping[str, Sequence[Mapping[str, float]]], path: str | os.PathLike,
+                            references: Mapping[str, Mapping[str, float | None]] | None = None) -> None:
+    """Writes a 1x2 PNG: (a) the perception-distortion plane (Blau and Michaeli, 2018; PIRM 2018), Y-PSNR
+    against NIQE of each blend, one line per set, alpha written beside its point, with bicubic (a cross) and
+    the HR images' NIQE (a dashed vertical line) marked; (b) SSIM against alpha. `sweep` is
+    {set: [{"alpha", "psnr", "ssim", "niqe"}, ...]} (alpha 0: SRResNet, 1: SRGAN), `references`
+    {set: {"bicubic_psnr", "bicubic_niqe", "hr_niqe"}}."""
+    fig, (plane, right) = _figure(11, 4.2, 1, 2)
+    references = references or {}
+    for i, (set_name, rows) in enumerate(sweep.items()):
+        colour = f"C{i}"
+        points = sorted((r["niqe"], r["psnr"], r["alpha"]) for r in rows
+                        if r.get("niqe") is not None and r["psnr"] is not None)
+        plane.plot([p[0] for p in points], [p[1] for p in points], marker="o", color=colour, label=set_name)
+        for x, y, alpha in points:
+            plane.annotate(f"{alpha:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ref = references.get(set_name, {})
+        if ref.get("bicubic_niqe") is not None and ref.get("bicubic_psnr") is not None:
+            plane.plot([ref["bicubic_niqe"]], [ref["bicubic_psnr"]], marker="x", markersize=9, color=colour,
+                       linestyle="none", label=f"{set_name} bicubic")
+        if ref.get("hr_niqe") is not None:
+            plane.axvline(ref["hr_niqe"], color=colour, linestyle="--", linewidth=1, label=f"{set_name} HR NIQE")
+        alphas = sorted((r["alpha"], r["ssim"]) for r in rows if r["ssim"] is not None)
+        right.plot([p[0] for p in alphas], [p[1] for p in alphas], marker="o", color=colour, label=set_name)
+    plane.set_xlabel("NIQE (lower: more natural)")
+    plane.set_ylabel("Y-PSNR (dB, higher: less distortion)")
+    plane.set_title("(a) perception-distortion plane; labels: alpha (0 SRResNet, 1 SRGAN)", fontsize=10)
+    right.set_xlabel("alpha  (0 = SRResNet weights, 1 = SRGAN weights)")
+    right.set_ylabel("SSIM")
+    right.set_title("(b) SSIM of the blended generator", fontsize=10)
+    for ax in (plane, right):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
     _save(fig, path)

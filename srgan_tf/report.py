@@ -8,7 +8,8 @@ generator_srgan.keras, tensorboard/, eval/ and summary.json when present) and wr
   results.json              every figure of the report
   images/<set>_<name>.jpg   LR (nearest) | bicubic | SRResNet | SRGAN | HR, with a zoomed crop, per image
   curves.png                training curves (content loss, adversarial losses, D's outputs, validation PSNR)
-  interpolation.png         PSNR and SSIM of the network-interpolation sweep between SRResNet and SRGAN
+  interpolation.png         the network-interpolation sweep between SRResNet and SRGAN on the perception-distortion
+                            plane (PSNR against NIQE, bicubic and HR marked), and its SSIM
 Benchmark figures come from workdir/eval/<method>/<set>/results.json when training wrote them for the same
 scale and degradation, otherwise from srgan_tf.evaluate run here. The workdir is only read.
 """
@@ -102,7 +103,7 @@ def _scores(workdir: Path, method: str, set_dir: Path, upscaler: Upscaler, degra
             result = json.loads(cached.read_text())
             files = {p.relative_to(set_dir / "HR").as_posix() for p in find_images(set_dir / "HR")}
             if (result["scale"] == upscaler.scale and result["degradation"] == degradation
-                    and sorted(r["file"] for r in result["per_image"]) == sorted(files)):
+                    and "niqe" in result["mean"] and sorted(r["file"] for r in result["per_image"]) == sorted(files)):
                 return result, str(cached)
         except (ValueError, KeyError, TypeError):
             pass  # unusable: evaluated afresh below
@@ -155,20 +156,22 @@ def _grids(set_dir: Path, set_name: str, upscalers: dict[str, Upscaler], results
         grid = _grid(panels, labels)
         atomic_write(dest, lambda tmp, g=grid: g.save(tmp, format="JPEG", quality=JPEG_QUALITY, optimize=True))
         rows.append({"name": name, "file": rel, "grid": dest.relative_to(out_dir).as_posix(),
-                     **{m: {k: scores[m][rel][k] for k in ("psnr", "ssim")} for m in METHODS}})
+                     **{m: {k: scores[m][rel].get(k) for k in ("psnr", "ssim", "niqe")} for m in METHODS},
+                     "hr": {"niqe": scores["bicubic"][rel].get("hr_niqe")}})
     return rows
 
 
 def _sweep(models: dict, alphas: Sequence[float], set_dirs: Sequence[Path], scale: int,
            degradation: str) -> dict[str, list[dict]]:
-    """{set: [{"alpha", "psnr", "ssim"}, ...]}: each blend (1 - alpha) SRResNet + alpha SRGAN, evaluated."""
+    """{set: [{"alpha", "psnr", "ssim", "niqe"}, ...]}: each blend (1 - alpha) SRResNet + alpha SRGAN, evaluated."""
     out: dict[str, list[dict]] = {d.resolve().name: [] for d in set_dirs}
     for alpha in alphas:
         print(f"interpolation: alpha {alpha:g}", flush=True)
         blend = upscaler_from_keras(interpolate(models["srresnet"], models["srgan"], alpha), scale, f"alpha{alpha:g}")
         for set_dir in set_dirs:
             mean = evaluate(blend, set_dir, degradation=degradation, save_images=False)["mean"]
-            out[set_dir.resolve().name].append({"alpha": alpha, "psnr": mean["psnr"], "ssim": mean["ssim"]})
+            out[set_dir.resolve().name].append({"alpha": alpha, "psnr": mean["psnr"], "ssim": mean["ssim"],
+                                                "niqe": mean.get("niqe")})
     return out
 
 
@@ -274,7 +277,10 @@ def make_report(workdir: str | os.PathLike, out_dir: str | os.PathLike, sets: Se
                                "images": _grids(set_dir, set_name, upscalers, results, out_dir, degradation)}
 
     sweep = _sweep(models, alphas, set_dirs, scale, degradation)
-    plots.save_interpolation_plot(sweep, out_dir / "interpolation.png")
+    references = {name: {"bicubic_psnr": b["methods"]["bicubic"]["psnr"],
+                         "bicubic_niqe": b["methods"]["bicubic"].get("niqe"),
+                         "hr_niqe": b["methods"]["bicubic"].get("hr_niqe")} for name, b in benchmark.items()}
+    plots.save_interpolation_plot(sweep, out_dir / "interpolation.png", references)
     scalars = read_scalars(workdir / "tensorboard")
     plots.save_training_curves(scalars, out_dir / "curves.png",
                                {m: config.get(m, {}).get("content_loss", "?") for m in GENERATORS})

@@ -15,9 +15,13 @@ KEY_SCALARS = ("srresnet/content_loss", "srresnet/val_psnr", "srgan/content_loss
                "srgan/d_loss", "srgan/d_real", "srgan/d_fake", "srgan/val_psnr")
 
 
-def num(x: float | None, digits: int, sign: bool = False) -> str:
-    """x with `digits` decimals; None is "inf" (a PSNR of identical images)."""
-    return "inf" if x is None else f"{x:{'+' if sign else ''}.{digits}f}"
+def num(x: float | None, digits: int, sign: bool = False, none: str = "inf") -> str:
+    """x with `digits` decimals; None is `none` ("inf": the PSNR of identical images)."""
+    return none if x is None else f"{x:{'+' if sign else ''}.{digits}f}"
+
+
+def _niqe(x: float | None) -> str:
+    return num(x, 2, none="–")
 
 
 def _training_data(config: dict) -> str:
@@ -69,18 +73,23 @@ def format_markdown(report: dict, out_dir: str | os.PathLike, md_dir: str | os.P
     repro = report["reproducibility"]
     lines = [f"# SRResNet and SRGAN: results of the run in `{report['workdir']}`", "",
              f"Written by `python -m srgan_tf.report` on {report['created']}. {report['scale']}x upscaling; "
-             f"PSNR and SSIM on the Y channel with a {report['scale']}-pixel border removed, as in the literature "
-             "(srgan_tf.evaluate).", "",
+             f"PSNR and SSIM on the Y channel with a {report['scale']}-pixel border removed, as in the literature, "
+             "and NIQE (Mittal et al., 2013, as MATLAB computes it; lower is more natural) after the same border "
+             "removal (srgan_tf.evaluate). NIQE is no-reference: it rewards natural statistics, and noise can "
+             "fool it, so read it with the pictures.", "",
              "## Benchmarks", "",
-             "| set | method | PSNR (dB) | SSIM | over bicubic (dB) | paper PSNR (dB) | paper SSIM |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+             "| set | method | PSNR (dB) | SSIM | NIQE | over bicubic (dB) | paper PSNR (dB) | paper SSIM |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
     for set_name, b in report["benchmark"].items():
         for m, label in METHODS.items():
             r, paper = b["methods"][m], (b["paper"] or {}).get(m)
             gain = num(b["gain_over_bicubic_db"][m], 2, sign=True) if m in GENERATORS else ""
             paper_cells = f"{paper['psnr']:.2f} | {paper['ssim']:.4f}" if paper else "– | –"
             lines.append(f"| {set_name} | {label}{' (this run)' if m in GENERATORS else ''} | {num(r['psnr'], 2)} "
-                         f"| {r['ssim']:.4f} | {gain} | {paper_cells} |")
+                         f"| {r['ssim']:.4f} | {_niqe(r.get('niqe'))} | {gain} | {paper_cells} |")
+        hr_niqe = b["methods"]["bicubic"].get("hr_niqe")
+        if hr_niqe is not None:
+            lines.append(f"| {set_name} | HR (ground truth) | – | – | {_niqe(hr_niqe)} | | – | – |")
     lines += ["", *_comparison_text(report), ""]
 
     scalars = report["training"]["scalars"]
@@ -93,21 +102,24 @@ def format_markdown(report: dict, out_dir: str | os.PathLike, md_dir: str | os.P
     sweep = report["interpolation"]["sets"]
     lines += ["", "## Network interpolation (perception-distortion trade-off)", "",
               "Every weight of the generator set to (1 - alpha) SRResNet + alpha SRGAN (alpha 0 is SRResNet, 1 is "
-              "SRGAN), each blend scored like the models above.", "",
-              f"![PSNR and SSIM against alpha]({link(report['interpolation']['plot'])})", "",
-              "| alpha | " + " | ".join(f"{s} PSNR (dB) | {s} SSIM" for s in sweep) + " |",
-              "|---:|" + "---:|---:|" * len(sweep)]
+              "SRGAN), each blend scored like the models above, and placed on the perception-distortion plane "
+              "(Blau and Michaeli, 2018), the plot the field uses since PIRM 2018.", "",
+              f"![the perception-distortion plane]({link(report['interpolation']['plot'])})", "",
+              "| alpha | " + " | ".join(f"{s} PSNR (dB) | {s} SSIM | {s} NIQE" for s in sweep) + " |",
+              "|---:|" + "---:|---:|---:|" * len(sweep)]
     for i, alpha in enumerate(report["interpolation"]["alphas"]):
-        lines.append(f"| {alpha:g} | " + " | ".join(f"{num(rows[i]['psnr'], 2)} | {rows[i]['ssim']:.4f}"
-                                                     for rows in sweep.values()) + " |")
+        lines.append(f"| {alpha:g} | " + " | ".join(
+            f"{num(rows[i]['psnr'], 2)} | {rows[i]['ssim']:.4f} | {_niqe(rows[i].get('niqe'))}"
+            for rows in sweep.values()) + " |")
 
     lines += ["", "## Comparison images", "",
               "Per image: LR (nearest neighbour) | bicubic | SRResNet | SRGAN | HR, the most detailed square "
               "(red box) enlarged below; labels give each method's Y-PSNR on that image.", ""]
     for set_name, b in report["benchmark"].items():
         for row in b["images"]:
-            scores = ", ".join(f"{label} {num(row[m]['psnr'], 2)} dB / {row[m]['ssim']:.4f}"
-                               for m, label in METHODS.items())
+            scores = ", ".join(f"{label} {num(row[m]['psnr'], 2)} dB / {row[m]['ssim']:.4f} / NIQE "
+                               f"{_niqe(row[m].get('niqe'))}" for m, label in METHODS.items())
+            scores += f", HR NIQE {_niqe(row.get('hr', {}).get('niqe'))}"
             title = f"{set_name} {row['name']}"
             lines += [f"**{title}** ({scores})", "", f"![{title}]({link(row['grid'])})", ""]
 

@@ -84,6 +84,7 @@ def test_interpolation_endpoints_are_the_two_generators(run):
     for row, method in zip(sweep, ("srresnet", "srgan"), strict=True):
         assert row["psnr"] == pytest.approx(b[method]["psnr"], abs=1e-9)
         assert row["ssim"] == pytest.approx(b[method]["ssim"], abs=1e-9)
+        assert row["niqe"] == pytest.approx(b[method]["niqe"], abs=1e-9)
     with Image.open(out / "interpolation.png") as im:
         assert im.format == "PNG" and im.width <= 1200
 
@@ -131,10 +132,13 @@ def test_markdown_has_the_table_and_links_that_resolve(run):
         row = next(line for line in text.splitlines() if line.startswith(f"| Set5 | {label}"))
         cells = [c.strip() for c in row.strip("|").split("|")]
         paper = PAPER_RESULTS["Set5"][label]
-        assert cells[2:4] == [f"{b['methods'][m]['psnr']:.2f}", f"{b['methods'][m]['ssim']:.4f}"]
-        assert cells[5:7] == [f"{paper[0]:.2f}", f"{paper[1]:.4f}"]
+        assert cells[2:5] == [f"{b['methods'][m]['psnr']:.2f}", f"{b['methods'][m]['ssim']:.4f}",
+                              f"{b['methods'][m]['niqe']:.2f}"]
+        assert cells[6:8] == [f"{paper[0]:.2f}", f"{paper[1]:.4f}"]
         if m != "bicubic":
-            assert cells[4] == f"{b['gain_over_bicubic_db'][m]:+.2f}"
+            assert cells[5] == f"{b['gain_over_bicubic_db'][m]:+.2f}"
+    hr_row = next(line for line in text.splitlines() if line.startswith("| Set5 | HR (ground truth)"))
+    assert f"| {b['methods']['bicubic']['hr_niqe']:.2f} |" in hr_row
     links = re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", text)
     assert all(not Path(link).is_absolute() and (md.parent / link).is_file() for link in links)
     linked = {(md.parent / link).resolve() for link in links}

@@ -1,0 +1,65 @@
+"""The fast inference graph (srgan_tf.inference_graph) computes the generator's own function."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from srgan_tf.inference_graph import GraphError, fast_generator, shuffled_output_kernel, split_generator
+from srgan_tf.models import PixelShuffle, build_discriminator, build_generator
+from srgan_tf.tiling import receptive_radius
+
+
+def _generator(scale, skip, seed=1):
+    """A tiny G whose PReLU slopes (some negative, some > 1) and output layer are far from their initial
+    values, so that a wrong alpha tiling or kernel phase shows."""
+    keras.utils.set_random_seed(seed)
+    g = build_generator(2, 16, scale=scale, bicubic_skip=skip)
+    rng = np.random.default_rng(seed)
+    for layer in g.layers:
+        if isinstance(layer, keras.layers.PReLU):
+            layer.set_weights([rng.uniform(-0.5, 1.5, layer.get_weights()[0].shape)])
+    kernel, bias = g.get_layer("conv_out").get_weights()
+    g.get_layer("conv_out").set_weights([rng.normal(0, 0.05, kernel.shape), rng.normal(0, 0.1, bias.shape)])
+    return g
+
+
+@pytest.mark.parametrize("scale", [2, 4, 8])
+@pytest.mark.parametrize("skip", [False, True])
+def test_fast_and_split_graphs_equal_the_generator(scale, skip):
+    g = _generator(scale, skip)
+    x = np.random.default_rng(0).random((2, 13, 11, 3), np.float32)
+    want = g(x).numpy()
+    fast = fast_generator(g)
+    trunk, tail = split_generator(g)
+    np.testing.assert_allclose(fast(x).numpy(), want, atol=5e-6)
+    np.testing.assert_allclose(tail([trunk(x), tf.constant(x)]).numpy(), want, atol=5e-6)
+    assert receptive_radius(fast) == receptive_radius(g)
+    # The paper's 9x9 output layer is gone from the fast graph: a 5x5 to 12 channels before a shuffle.
+    names = {layer.name for layer in fast.layers}
+    assert "conv_out" not in names and fast.get_layer("conv_out_preshuffle").kernel.shape == (5, 5, 64, 12)
+
+
+def test_the_kernel_rewrite_matches_a_convolution_on_the_shuffled_tensor():
+    """Independent of the generator: conv9x9(depth_to_space(z)) == depth_to_space(conv5x5'(z)) on random z."""
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(1, 7, 6, 4 * 5)).astype(np.float32)
+    kernel = rng.normal(size=(9, 9, 5, 3)).astype(np.float32)
+    want = tf.nn.conv2d(tf.nn.depth_to_space(z, 2), kernel, 1, "SAME")
+    got = tf.nn.depth_to_space(tf.nn.conv2d(z, shuffled_output_kernel(kernel), 1, "SAME"), 2)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-4)
+    assert shuffled_output_kernel(np.zeros((3, 3, 2, 1), np.float32)).shape == (3, 3, 8, 4)
+
+
+def test_the_saved_keras_file_is_unchanged_by_loading_fast(tmp_path):
+    g = _generator(4, True)
+    g.save(tmp_path / "g.keras")
+    fast_generator(keras.models.load_model(tmp_path / "g.keras"))
+    again = keras.models.load_model(tmp_path / "g.keras")
+    assert "conv_out" in {layer.name for layer in again.layers}
+    assert not any(isinstance(layer, PixelShuffle) and layer.name == "conv_out_shuffle" for layer in again.layers)
+
+
+def test_other_models_are_refused():
+    with pytest.raises(GraphError, match="not a generator of srgan_tf.models"):
+        fast_generator(build_discriminator(32))

@@ -115,18 +115,19 @@ def test_checkpoints_of_another_model_are_refused_with_what_to_do(tmp_path):
     assert train.CheckpointError in train.USER_ERRORS  # so the command line prints it as one error line
 
 
-def _final_weights(workdir: Path) -> list[np.ndarray]:
-    return keras.models.load_model(workdir / "generator.keras").get_weights()
+def _final_weights(workdir: Path, name: str = "generator.keras") -> list[np.ndarray]:
+    return keras.models.load_model(workdir / name).get_weights()
 
 
 @pytest.mark.slow
 def test_a_killed_deterministic_run_resumes_to_the_uninterrupted_runs_weights(tmp_path):
     """SIGKILL mid-phase, the same command again: with determinism on, the weights after the last step are
-    those of a run that was never interrupted (optimizer state, schedule position, data position restored)."""
+    those of a run that was never interrupted (optimizer state, schedule position, data position restored),
+    and so is the weight average (train.ema_decay; generator.keras holds the average, *_raw.keras the raw G)."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     args = ["--config.phases=srresnet", "--config.srresnet.steps=150", "--config.srresnet.lr_schedule=cosine",
             "--config.train.checkpoint_every=10", "--config.train.log_every=5", "--config.train.eval_every=0",
-            "--config.data.val_max_images=1", "--config.train.deterministic=True"]
+            "--config.data.val_max_images=1", "--config.train.deterministic=True", "--config.train.ema_decay=0.9"]
     whole = subprocess.run(_train_cmd(tmp_path / "whole", *args), cwd=REPO, env=env, capture_output=True, text=True,
                            timeout=300)
     assert whole.returncode == 0, whole.stderr[-2000:]
@@ -147,6 +148,9 @@ def test_a_killed_deterministic_run_resumes_to_the_uninterrupted_runs_weights(tm
     assert json.loads(resumed.stdout[resumed.stdout.index("{"):])["phases"][0]["steps_run"] == 150 - killed_at
 
     for a, b in zip(_final_weights(tmp_path / "whole"), _final_weights(tmp_path / "killed"), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    raw = "generator_srresnet_raw.keras"
+    for a, b in zip(_final_weights(tmp_path / "whole", raw), _final_weights(tmp_path / "killed", raw), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 

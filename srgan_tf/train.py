@@ -81,8 +81,7 @@ def _save_generator(generator: keras.Model, config: ml_collections.ConfigDict, p
     policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32")
     try:
-        copy = build_generator(config.model.num_blocks, config.model.filters, config.model.scale,
-                               config.model.bn_momentum, config.model.batch_norm, config.model.bicubic_skip)
+        copy = build_generator(**config.model)
     finally:
         keras.mixed_precision.set_global_policy(policy)
     copy.set_weights(generator.get_weights())
@@ -93,21 +92,30 @@ def _save_generator(generator: keras.Model, config: ml_collections.ConfigDict, p
 
 
 def train_phase(name: str, config: ml_collections.ConfigDict, workdir: Path, generator: keras.Model,
-                discriminator: keras.Model, make_dataset, val_images, writer, init_from: str | None,
-                chief: bool = True) -> dict:
+                make_dataset, val_images, writer, init_from: str | None, chief: bool = True,
+                synchronized_bn: bool = False) -> dict:
     """Runs (or resumes, or skips if finished) one phase, inside the strategy's scope; returns its summary.
 
     `make_dataset(position)` gives the training batches from batch number `position` on. Only the `chief`
-    validates and writes generators; every process checkpoints into its own `workdir`."""
+    validates and writes generators; every process checkpoints into its own `workdir`. D and its optimizer
+    exist (and are checkpointed) only in an adversarial phase: an SRResNet checkpoint holds G, G's Adam
+    state, the data position and G's weight average."""
     p = config[name]
-    g_opt, d_opt = (_optimizer(p, config) for _ in range(2))
+    adversarial = p.adversarial_weight > 0
+    g_opt = _optimizer(p, config)
     g_opt.build(generator.trainable_variables)
-    d_opt.build(discriminator.trainable_variables)
+    tracked = {}
+    discriminator = None
+    if adversarial:
+        discriminator = build_discriminator(config.data.crop, config.model.bn_momentum, synchronized_bn)
+        d_opt = _optimizer(p, config)
+        d_opt.build(discriminator.trainable_variables)
+        tracked = {"discriminator": discriminator, "d_optimizer": d_opt}
     position = tf.Variable(0, dtype=tf.int64, trainable=False, name="data_position")
     ema = WeightAverage(generator, config.train.ema_decay) if config.train.ema_decay else None
     tracked_ema = {"ema": ema} if ema else {}
-    ckpt = tf.train.Checkpoint(generator=generator, discriminator=discriminator, g_optimizer=g_opt, d_optimizer=d_opt,
-                               data_position=position, **tracked_ema)
+    ckpt = tf.train.Checkpoint(generator=generator, g_optimizer=g_opt, data_position=position, **tracked,
+                               **tracked_ema)
     manager = tf.train.CheckpointManager(ckpt, str(workdir / "checkpoints" / name),
                                          max_to_keep=config.train.keep_checkpoints)
     step = g_opt.iterations
@@ -116,7 +124,7 @@ def train_phase(name: str, config: ml_collections.ConfigDict, workdir: Path, gen
         log.info("%s: resuming from %s at step %d", name, restored, int(step.numpy()))
     elif init_from:
         # Everything asked for must be in the checkpoint: a renamed key would otherwise restore nothing.
-        tf.train.Checkpoint(generator=generator, discriminator=discriminator, **tracked_ema).restore(
+        tf.train.Checkpoint(generator=generator, **tracked_ema).restore(
             init_from).assert_existing_objects_matched().expect_partial()
         if ema:  # the phase starts from the previous phase's averaged G, the one that phase saved
             ema.copy_to(generator.trainable_variables)
@@ -130,7 +138,7 @@ def train_phase(name: str, config: ml_collections.ConfigDict, workdir: Path, gen
     model = SRGAN(generator, discriminator, make_content_loss(p.content_loss, config.loss.vgg_weights,
                                                               config.loss.vgg_feature_scale), p.adversarial_weight,
                   ema=ema)
-    model.compile(g_optimizer=g_opt, d_optimizer=d_opt)
+    model.compile(g_optimizer=g_opt, d_optimizer=tracked.get("d_optimizer"))
     progress = PhaseProgress(manager, step, position, p.steps, config.train.checkpoint_every)
     guard = DivergenceGuard(ckpt, manager, step, position, name, config.train.max_bad_steps,
                             config.train.max_rollbacks)
@@ -194,6 +202,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
 def _run_locked(config: ml_collections.ConfigDict, workdir: Path, strategy: tf.distribute.Strategy,
                 chief: bool) -> dict:
     atomic_write(workdir / "config.json", lambda tmp: Path(tmp).write_text(config.to_json_best_effort(indent=2)))
+    names = phases_of(config)
     keras.utils.set_random_seed(config.seed)
     if config.train.deterministic:
         tf.config.experimental.enable_op_determinism()  # for the rest of the process; ops run slower
@@ -215,13 +224,11 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: Path, strategy: tf.d
     try:
         with strategy.scope():
             keras.utils.set_random_seed(config.seed)  # initial weights depend on the seed alone, not on what ran
-            generator = build_generator(config.model.num_blocks, config.model.filters, scale, config.model.bn_momentum,
-                                        config.model.batch_norm, config.model.bicubic_skip, sync_bn)
-            discriminator = build_discriminator(config.data.crop, config.model.bn_momentum, sync_bn)
+            generator = build_generator(**config.model, synchronized_bn=sync_bn)
             phases, init_from = [], None
-            for name in phases_of(config):
-                phases.append(train_phase(name, config, workdir, generator, discriminator, make_dataset, val_images,
-                                          writer, init_from, chief))
+            for name in names:
+                phases.append(train_phase(name, config, workdir, generator, make_dataset, val_images, writer,
+                                          init_from, chief, sync_bn))
                 init_from = phases[-1]["checkpoint"]
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
@@ -231,12 +238,12 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: Path, strategy: tf.d
     atomic_write(workdir / "generator.keras", lambda tmp: shutil.copyfile(last, tmp))
     summary = {"workdir": str(workdir), "phases": phases, "generator": str(workdir / "generator.keras"),
                "tensorboard": str(workdir / "tensorboard"), "samples": str(workdir / "samples"),
-               "evaluation": evaluate_phases(config, workdir), "skipped_files": dict(skipped.reasons)}
+               "evaluation": evaluate_phases(config, workdir, names), "skipped_files": dict(skipped.reasons)}
     atomic_write(workdir / "summary.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2)))
     return summary
 
 
-def evaluate_phases(config: ml_collections.ConfigDict, workdir: Path) -> dict:
+def evaluate_phases(config: ml_collections.ConfigDict, workdir: Path, phases: list[str]) -> dict:
     """Scores bicubic and each phase's generator on the `config.evaluate_on` sets with the literature's
     protocol; returns {set: {method: {"psnr": dB, "ssim": ...}}} and writes the reports under workdir/eval/."""
     out: dict[str, dict] = {}
@@ -245,7 +252,7 @@ def evaluate_phases(config: ml_collections.ConfigDict, workdir: Path) -> dict:
         if not (set_dir / "HR").is_dir():
             log.warning("evaluation set %s not found, skipped", set_dir)
             continue
-        methods = {"bicubic": "bicubic"} | {p: str(workdir / f"generator_{p}.keras") for p in phases_of(config)}
+        methods = {"bicubic": "bicubic"} | {p: str(workdir / f"generator_{p}.keras") for p in phases}
         for method, spec in methods.items():
             report_dir = workdir / "eval" / method / set_dir.name
             result = evaluate(load_upscaler(spec, config.model.scale), set_dir, report_dir,

@@ -166,3 +166,38 @@ def imresize(image, scale: float) -> tf.Tensor:
     are computed in float64.
     """
     return resize(image, scale, "matlab")
+
+
+_STRIP_VALUES = 1 << 21  # float64 values per strip of resize_to's passes (16 MB)
+
+
+def resize_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """MATLAB's `imresize(image, [height width], 'bicubic')` of [H, W, C] uint8, uint16 or float.
+
+    Each axis uses srgan_tf.imresize's MATLAB weights for the scale new size / old size (antialiased when
+    shrinking), height first; integer images are rounded and clipped to their dtype after each pass, as
+    MATLAB does, floats are not. An axis whose size does not change is left as it is. With integer
+    factors this equals srgan_tf.imresize.imresize. Memory: the result, one intermediate and a dense
+    [new size, old size] float64 weight matrix per axis.
+    """
+    out = np.asarray(image)
+    for axis, size in ((0, int(height)), (1, int(width))):
+        n = out.shape[axis]
+        if size != n:
+            # ceil(size / n * n) may exceed `size` by one through float round-off: MATLAB keeps `size` rows.
+            weights = resize_matrix(n, size / n).numpy()[:size]
+            out = _resize_axis(out, weights, axis)
+    return np.ascontiguousarray(out)
+
+
+def _resize_axis(a: np.ndarray, weights: np.ndarray, axis: int) -> np.ndarray:
+    """`weights` [new, old] applied along `axis` (0 or 1) of [H, W, C], in strips of the other axis."""
+    moved = np.moveaxis(a, axis, 1)  # [strips, old, C]
+    out = np.empty((moved.shape[0], weights.shape[0], a.shape[2]), a.dtype)
+    step = max(1, _STRIP_VALUES // (max(weights.shape) * a.shape[2]))
+    for i in range(0, moved.shape[0], step):
+        block = weights @ moved[i:i + step].astype(np.float64)  # [step, new, C]
+        if np.issubdtype(a.dtype, np.integer):
+            block = np.floor(np.clip(block, 0, np.iinfo(a.dtype).max) + 0.5)
+        out[i:i + step] = block
+    return np.moveaxis(out, 1, axis)

@@ -131,25 +131,27 @@ def upscale_tiled(
     tile: int = DEFAULT_TILE,
     on_tile: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
-    """Upscales uint8 [H, W, 3] to uint8 [scale*H, scale*W, 3] one tile at a time.
+    """`upscale` applied to [H, W, C] tile by tile: [scale*H, scale*W, C'].
 
-    `upscale` maps one uint8 [h, w, 3] LR array to uint8 [scale*h, scale*w, 3]; `margin` must be at least
-    the model's receptive radius (see receptive_radius) for the result to equal upscale(image). Only the
-    output array and one tile's activations are held at once. `on_tile(done, total)` is called after
-    each tile.
+    `upscale` maps one [h, w, C] array to [scale*h, scale*w, C'] of one dtype (any: uint8, uint16, float);
+    `margin` must be at least its receptive radius (see receptive_radius) for the result to equal
+    upscale(image). Only the output array and one tile's activations are held at once. `on_tile(done,
+    total)` is called after each tile.
     """
     image = np.asarray(image)
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"expected uint8 [H, W, 3], got {image.dtype} {image.shape}")
+    if image.ndim != 3:
+        raise ValueError(f"expected an image [H, W, C], got shape {image.shape}")
     height, width = image.shape[:2]
     tiles = plan_tiles(height, width, tile, margin)
-    out = np.empty((scale * height, scale * width, 3), np.uint8)
+    out = None
     for done, piece in enumerate(tiles, start=1):
         top, bottom, left, right = piece.window
         result = np.asarray(upscale(image[top:bottom, left:right]))
-        expected = (scale * (bottom - top), scale * (right - left), 3)
-        if result.shape != expected or result.dtype != np.uint8:
-            raise ValueError(f"upscale returned {result.dtype} {result.shape}, expected uint8 {expected}")
+        if result.ndim != 3 or result.shape[:2] != (scale * (bottom - top), scale * (right - left)):
+            raise ValueError(f"upscale returned shape {result.shape} for a {bottom - top}x{right - left} tile "
+                             f"at {scale}x")
+        if out is None:
+            out = np.empty((scale * height, scale * width, result.shape[2]), result.dtype)
         ct, cb, cl, cr = piece.core
         out[scale * ct:scale * cb, scale * cl:scale * cr] = result[
             scale * (ct - top):scale * (cb - top), scale * (cl - left):scale * (cr - left)
@@ -157,7 +159,6 @@ def upscale_tiled(
         if on_tile is not None:
             on_tile(done, len(tiles))
     return out
-
 
 
 def tflite_metadata(model_bytes: bytes) -> dict | None:

@@ -1,10 +1,29 @@
-"""python -m srgan_tf.upscale --model=MODEL --input=IN --output=OUT [--tile=192] [--margin=N]
+"""python -m srgan_tf.upscale IMAGE [--model=srgan] [--output=OUT] [--outscale=F] [--quality=95]
 
-Upscales one image file (OUT is a file, whose extension picks the format, or an existing folder, which
-gets NAME.png) or every image below a folder (OUT is a folder; each result is a PNG at the same relative
-path). MODEL is a .keras generator, a
-SavedModel folder or a .tflite file (see srgan_tf.loader). Images are processed in tiles with a margin of
-the model's receptive radius, so the result equals the whole-image result while memory stays bounded.
+Upscales one image file, or every image below a folder, and writes each result as its input came in: the
+same bit depth (8 or 16), grayscale kept grayscale, alpha kept, the ICC profile carried over, the EXIF
+orientation applied (see srgan_tf.images for the details and for what each output format can hold).
+
+- Output: without --output, IMAGE.png becomes IMAGE_x4.png beside it (x<outscale or scale>) and a folder
+  DIR becomes DIR_x4/. An --output file's extension picks the format (.png, .jpg, .webp, .tif); an --output
+  that ends in '/' or is an existing folder gets NAME.png (created if missing); a folder input gets one PNG
+  per image at the same relative path. --quality applies to JPEG and WebP.
+- MODEL is a shipped model's name, 'bicubic', a .keras generator, a SavedModel folder or a .tflite file
+  (see srgan_tf.loader). Images are processed in tiles with a margin of the model's receptive radius, so
+  the result equals the whole-image result while memory stays bounded.
+- 16 bits: the model runs on the image as float32 in [0, 1] (value / 65535), and its float output is
+  rounded to 16 bits, with no 8-bit step. 8-bit images go through the model's uint8 path, as before.
+- Grayscale: the model runs on the gray replicated to RGB; the result's three channels are averaged back
+  to one gray (the model is trained on colour, and a gray input gives nearly equal channels; averaging is
+  the choice that keeps every channel's information and needs no colour-space assumption).
+- Alpha: upscaled on its own with MATLAB's bicubic (srgan_tf.imresize, as for the bicubic baseline), in
+  tiles, rounded and clipped to the alpha's bit depth after each pass as MATLAB does. A fully opaque
+  alpha is not resized at all: it comes back fully opaque (every value 255 or 65535), exactly.
+- --outscale F (any float > 0): the model's scale runs first, then MATLAB's bicubic resizes the result
+  (and its alpha) to round(F * input height) x round(F * input width); F equal to the model's scale means
+  no extra resize.
+- Quiet: TensorFlow's log lines reach the terminal only with --verbose. The user sees the progress bar,
+  one line per written file, `warning: ...` lines where a file loses precision, and `error: ...` lines.
 
 Exit status: 0 all done, 1 bad input or some images failed (each is reported, the others are still
 written), 2 bad flags. Errors are one `error: ...` line each.
@@ -15,18 +34,31 @@ from __future__ import annotations
 import math
 import os
 import sys
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from absl import flags  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+from absl import flags
 
 from srgan_tf import cli
-from srgan_tf.images import ImageError, find_images, load_image, save_image  # noqa: E402
-from srgan_tf.tiling import DEFAULT_TILE, TilingError, artifact_metadata, margin_for, upscale_tiled  # noqa: E402
+from srgan_tf.images import (
+    READ_EXTENSIONS,
+    ImageError,
+    ImageFile,
+    ImageWarning,
+    check_writable,
+    find_images,
+    output_format,
+    read_image_file,
+    write_image_file,
+)
+from srgan_tf.tiling import DEFAULT_TILE, TilingError, artifact_metadata, margin_for, upscale_tiled
 
+USAGE = "python -m srgan_tf.upscale IMAGE_OR_FOLDER [--model=srgan] [--output=OUT] [--outscale=F]"
+DEFAULT_MODEL = "srgan"
+DEFAULT_QUALITY = 95
 _MIN_TILE = 16
 _BICUBIC_MARGIN = 4  # MATLAB bicubic reads 2 LR pixels either side when upscaling
 
@@ -46,18 +78,67 @@ def choose_tile(tile: int, margin: int, max_pixels: int | None) -> int:
     return fitted
 
 
-def upscale_file(upscaler, src: Path, dst: Path, tile: int, margin: int,
-                 on_tile: Callable[[int, int], None] | None = None) -> None:
-    """Reads `src`, upscales it tile by tile and writes `dst` atomically. Raises ImageError or OSError."""
-    image = load_image(src)
-    result = upscale_tiled(upscaler, image, upscaler.scale, margin, tile, on_tile)
-    save_image(dst, result)
+# ---------------------------------------------------------------- pixels
+
+
+def _colour_fn(upscaler, bits: int, gray: bool) -> Callable[[np.ndarray], np.ndarray]:
+    """The model on one tile of [h, w, C] (C = 1 or 3, uint8 or uint16), returning the same C and dtype."""
+
+    def run8(x: np.ndarray) -> np.ndarray:
+        y = upscaler(np.repeat(x, 3, axis=-1) if gray else x)
+        return ((y.astype(np.uint16).sum(-1, keepdims=True) + 1) // 3).astype(np.uint8) if gray else y
+
+    def run16(x: np.ndarray) -> np.ndarray:
+        x = np.repeat(x, 3, axis=-1) if gray else x
+        y = upscaler.predict_float(x[None].astype(np.float32) / np.float32(65535))[0].astype(np.float64)
+        y = y.mean(-1, keepdims=True) if gray else y
+        return np.floor(np.clip(y, 0.0, 1.0) * 65535 + 0.5).astype(np.uint16)
+
+    return run16 if bits == 16 else run8
+
+
+def upscale_image(upscaler, image: ImageFile, margin: int, tile: int = DEFAULT_TILE,
+                  outscale: float | None = None, on_tile: Callable[[int, int], None] | None = None) -> ImageFile:
+    """`image` upscaled by `upscaler.scale`, then resized to round(outscale * size) when that differs.
+
+    The result has `image`'s bit depth, channels, alpha (see the module docstring) and ICC profile.
+    """
+    from srgan_tf.imresize import resize_to  # imports TensorFlow: not before the command line quietened it
+
+    scale = upscaler.scale
+    height, width = image.pixels.shape[:2]
+    pixels = upscale_tiled(_colour_fn(upscaler, image.bits, image.gray), image.pixels, scale, margin, tile, on_tile)
+    size = (scale * height, scale * width)
+    if outscale is not None:
+        size = (max(1, math.floor(outscale * height + 0.5)), max(1, math.floor(outscale * width + 0.5)))
+        pixels = resize_to(pixels, *size)
+    alpha = image.alpha
+    if alpha is not None and not image.has_transparency:
+        alpha = np.full(size, np.iinfo(alpha.dtype).max, alpha.dtype)
+    elif alpha is not None:
+        alpha = upscale_tiled(lambda a: resize_to(a, scale * a.shape[0], scale * a.shape[1]), alpha[..., None], scale,
+                      _BICUBIC_MARGIN, tile)
+        alpha = resize_to(alpha, *size)[..., 0]
+    return ImageFile(pixels, alpha, image.icc)
+
+
+def upscale_file(upscaler, src: Path, dst: Path, tile: int, margin: int, outscale: float | None = None,
+                 quality: int = DEFAULT_QUALITY, on_tile: Callable[[int, int], None] | None = None) -> None:
+    """Reads `src`, upscales it and writes `dst` atomically. Raises ImageError or OSError."""
+    image = read_image_file(src)
+    check_writable(dst, image)  # before the model runs: e.g. transparency cannot go to JPEG
+    write_image_file(dst, upscale_image(upscaler, image, margin, tile, outscale, on_tile), quality)
+
+
+# ---------------------------------------------------------------- files and folders
 
 
 def check_output_file(path: Path) -> None:
     """Raises UpscaleError unless an image can be written at `path` (known extension, writable folder)."""
-    if path.suffix.lower() not in Image.registered_extensions():
-        raise UpscaleError(f"{path}: unknown image extension (use .png, .jpg, ...)")
+    try:
+        output_format(path)
+    except ImageError as e:
+        raise UpscaleError(str(e)) from None
     _check_writable_folder(path.parent)
 
 
@@ -70,37 +151,71 @@ def _check_writable_folder(folder: Path) -> None:
         raise UpscaleError(f"{folder}: the output folder is not writable")
 
 
-def run(model: str, src: Path, dst: Path, tile: int = DEFAULT_TILE, margin: int | None = None, scale: int = 4,
-        log: Callable[[str], None] = print) -> list[tuple[Path, str]]:
+def factor_label(scale: int, outscale: float | None) -> str:
+    """'x4', 'x2.5': the factor that names default outputs."""
+    return f"x{scale if outscale is None else outscale:g}"
+
+
+def default_output(src: Path, label: str) -> Path:
+    """photo.jpg -> photo_x4.png beside it; a folder DIR -> DIR_x4 beside it."""
+    return src.parent / (f"{src.name}_{label}" if src.is_dir() else f"{src.stem}_{label}.png")
+
+
+def _is_folder_spec(dst: str | os.PathLike) -> bool:
+    text = os.fspath(dst)
+    return text.endswith(("/", os.sep)) or Path(text).is_dir()
+
+
+def _load(model: str, scale: int, margin: int | None, tile: int, quiet: bool):
+    """(upscaler, margin, tile) for `model`, with TensorFlow's import-time log lines muted if `quiet`."""
+    with _muted_stderr(quiet):
+        from srgan_tf.loader import load_upscaler
+
+        upscaler = load_upscaler(model, scale)
+        # A shipped model's name resolves to a file; the loader may say which (`source`), else the spec is one.
+        spec = str(getattr(upscaler, "source", None) or model)
+        if margin is None:
+            margin = _BICUBIC_MARGIN if model == "bicubic" else margin_for(spec)
+        limit = None if model == "bicubic" else (artifact_metadata(spec) or {}).get("max_pixels")
+    return upscaler, margin, choose_tile(tile, margin, limit)
+
+
+def run(model: str, src: Path, dst: str | os.PathLike | None = None, tile: int = DEFAULT_TILE,
+        margin: int | None = None, scale: int = 4, log: Callable[[str], None] = print,
+        outscale: float | None = None, quality: int = DEFAULT_QUALITY, quiet: bool = False,
+        warn: Callable[[str], None] | None = None) -> list[tuple[Path, str]]:
     """Upscales `src` (file or folder) into `dst`; returns (input path, reason) for each image that failed.
 
-    Raises UpscaleError, ModelLoadError or TilingError for mistakes that stop everything: a missing
-    input, an empty folder, an unwritable output, an unusable model.
+    `dst` None means the default name (default_output); a `dst` ending in '/' is a folder. Raises
+    UpscaleError, ModelLoadError or TilingError for mistakes that stop everything: a missing input, an
+    empty folder, an unwritable output, an unusable model. `warn` gets one line per precision loss.
     """
-    from keras.utils import Progbar
-
-    from srgan_tf.loader import load_upscaler
-
+    src = Path(src)
+    warn = warn or (lambda line: print(f"warning: {line}", file=sys.stderr))
     if tile < 1:
         raise UpscaleError(f"--tile must be positive, got {tile}")
+    if outscale is not None and not (math.isfinite(outscale) and outscale > 0):
+        raise UpscaleError(f"--outscale must be a number > 0, got {outscale}")
     if not src.exists():
         raise UpscaleError(f"{src}: no such file or folder")
+    out = default_output(src, factor_label(scale, outscale)) if dst is None else Path(dst)
     if src.is_dir():
-        sources = find_images(src)
+        sources = find_images(src, READ_EXTENSIONS)
         if not sources:
             raise UpscaleError(f"{src}: no image files in this folder")
-        if dst.exists() and not dst.is_dir():
-            raise UpscaleError(f"{dst}: is a file; the input is a folder, so the output must be a folder")
-        _check_writable_folder(dst)
+        if out.exists() and not out.is_dir():
+            raise UpscaleError(f"{out}: is a file; the input is a folder, so the output must be a folder")
+        _check_writable_folder(out)
     else:
-        if dst.is_dir():
-            dst = dst / f"{src.stem}.png"
-        check_output_file(dst)
-    upscaler = load_upscaler(model, scale)
-    if margin is None:
-        margin = _BICUBIC_MARGIN if model == "bicubic" else margin_for(model)
-    limit = None if model == "bicubic" else (artifact_metadata(model) or {}).get("max_pixels")
-    tile = choose_tile(tile, margin, limit)
+        if dst is not None and _is_folder_spec(dst):
+            out = out / f"{src.stem}.png"
+        check_output_file(out)
+    upscaler, margin, tile = _load(model, scale, margin, tile, quiet)
+
+    def attempt(path: Path, target: Path, on_tile=None) -> str | None:
+        return _try_upscale(upscaler, path, target, tile, margin, outscale, quality, warn, on_tile)
+
+    from keras.utils import Progbar
 
     if src.is_file():
         bar = None
@@ -111,30 +226,37 @@ def run(model: str, src: Path, dst: Path, tile: int = DEFAULT_TILE, margin: int 
                 bar = bar or Progbar(total, unit_name="tile")
                 bar.update(done)
 
-        failure = _try_upscale(upscaler, src, dst, tile, margin, on_tile)
+        failure = attempt(src, out, on_tile)
         if failure is None:
-            log(f"wrote {dst}")
+            log(f"wrote {out}")
         return [] if failure is None else [(src, failure)]
 
     failures = []
     bar = Progbar(len(sources), unit_name="image")
     for i, path in enumerate(sources, start=1):
-        failure = _try_upscale(upscaler, path, (dst / path.relative_to(src)).with_suffix(".png"), tile, margin)
+        failure = attempt(path, (out / path.relative_to(src)).with_suffix(".png"))
         if failure is not None:
             failures.append((path, failure))
         bar.update(i)
-    log(f"wrote {len(sources) - len(failures)} of {len(sources)} images to {dst}")
+    log(f"wrote {len(sources) - len(failures)} of {len(sources)} images to {out}")
     return failures
 
 
-def _try_upscale(upscaler, src: Path, dst: Path, tile: int, margin: int, on_tile=None) -> str | None:
-    """upscale_file, returning None on success or a one-line reason on failure."""
-    try:
-        upscale_file(upscaler, src, dst, tile, margin, on_tile)
-    except (ImageError, OSError) as e:
-        return _reason(e)
-    except Exception as e:  # a model error on one image (e.g. TF InvalidArgument) must not stop the rest
-        return f"{type(e).__name__}: {_reason(e)}"
+def _try_upscale(upscaler, src: Path, dst: Path, tile: int, margin: int, outscale: float | None, quality: int,
+                 warn: Callable[[str], None], on_tile=None) -> str | None:
+    """upscale_file, returning None on success or a one-line reason on failure; ImageWarnings go to `warn`."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ImageWarning)
+        try:
+            upscale_file(upscaler, src, dst, tile, margin, outscale, quality, on_tile)
+        except (ImageError, OSError) as e:
+            return _reason(e)
+        except Exception as e:  # a model error on one image (e.g. TF InvalidArgument) must not stop the rest
+            return f"{type(e).__name__}: {_reason(e)}"
+        finally:
+            for w in caught:
+                if issubclass(w.category, ImageWarning):
+                    warn(str(w.message))
     return None
 
 
@@ -146,42 +268,114 @@ def _reason(e: BaseException) -> str:
     return (useful or lines or [type(e).__name__])[0]
 
 
+# ---------------------------------------------------------------- quiet TensorFlow
+
+
+@contextmanager
+def _muted_stderr(active: bool) -> Iterator[None]:
+    """Sends file descriptor 2 to /dev/null while active.
+
+    TensorFlow's C++ libraries print to it at import whatever TF_CPP_MIN_LOG_LEVEL says ("WARNING: All
+    log messages before absl::InitializeLog()", oneDNN and CUDA notices); Python exceptions raised in the
+    block are reported after it, so no error is lost.
+    """
+    if not active:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _quiet_tensorflow() -> None:
+    """Keeps TensorFlow's and Keras' C++ and Python log lines and warnings off the terminal."""
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"  # takes effect if TensorFlow is not imported yet
+    warnings.filterwarnings("ignore")
+    with _muted_stderr(True):
+        import keras  # noqa: F401
+        import tensorflow as tf
+        from absl import logging
+
+        tf.get_logger().setLevel("ERROR")
+        logging.set_verbosity(logging.ERROR)
+
+
+# ---------------------------------------------------------------- command line
+
+
 def _flag_values() -> flags.FlagValues:
     fv = flags.FlagValues()
-    flags.DEFINE_string("model", None, "A .keras generator, a SavedModel folder, a .tflite file or "
-                        "'bicubic'.", flag_values=fv)
-    flags.DEFINE_string("input", None, "An image file or a folder of images.", flag_values=fv)
-    flags.DEFINE_string("output", None, "Output image file (for a file input) or folder (for a folder "
-                        "input).", flag_values=fv)
+    flags.DEFINE_string("model", DEFAULT_MODEL, "A shipped model's name (srgan, srresnet), 'bicubic', a .keras "
+                        "generator, a SavedModel folder or a .tflite file.", flag_values=fv)
+    flags.DEFINE_string("input", None, "An image file or a folder of images (or give it as the argument).",
+                        flag_values=fv)
+    flags.DEFINE_string("output", None, "Output image file, or folder if it ends in '/' (default: "
+                        "NAME_x<factor>.png, or FOLDER_x<factor>/, beside the input).", flag_values=fv)
+    flags.DEFINE_float("outscale", None, "Final factor, any number > 0 (default: the model's scale); the "
+                       "model's result is resized to it with MATLAB bicubic.", flag_values=fv)
+    flags.DEFINE_integer("quality", DEFAULT_QUALITY, "JPEG and WebP quality.", lower_bound=1, upper_bound=100,
+                         flag_values=fv)
     flags.DEFINE_integer("tile", DEFAULT_TILE, "Tile side in input pixels; bounds memory.", lower_bound=1,
                          flag_values=fv)
     flags.DEFINE_integer("margin", None, "Tile overlap in input pixels (default: the model's receptive "
                          "radius).", lower_bound=0, flag_values=fv)
     flags.DEFINE_integer("scale", 4, "Upscaling factor the model must have.", lower_bound=1, flag_values=fv)
-    for name in ("model", "input", "output"):
-        flags.mark_flag_as_required(name, flag_values=fv)
+    flags.DEFINE_boolean("verbose", False, "Show TensorFlow's log lines and warnings.", flag_values=fv)
+    flags.register_validator("outscale", lambda v: v is None or (math.isfinite(v) and v > 0),
+                             message="--outscale must be a number > 0", flag_values=fv)
     return fv
+
+
+def _parse(fv: flags.FlagValues, argv: list[str]) -> tuple[int | None, str | None]:
+    """(exit status or None to go on, the input): cli.parse_flags, with one positional argument allowed."""
+    if any(a in ("-h", "--help", "-help") for a in argv[1:]):
+        return cli.parse_flags(fv, argv, USAGE), None
+    try:
+        rest = fv(argv)
+    except flags.Error as e:
+        print(f"error: {str(e).strip().splitlines()[0]}", file=sys.stderr)
+        return cli.EXIT_BAD_FLAGS, None
+    if len(rest) > 2:
+        print(f"error: unexpected arguments: {' '.join(rest[2:])}", file=sys.stderr)
+        return cli.EXIT_BAD_FLAGS, None
+    positional = rest[1] if len(rest) == 2 else None
+    if positional is not None and fv.input is not None:
+        print("error: give the input once: as the argument or as --input", file=sys.stderr)
+        return cli.EXIT_BAD_FLAGS, None
+    if positional is None and fv.input is None:
+        print(f"error: no input image or folder; usage: {USAGE}", file=sys.stderr)
+        return cli.EXIT_BAD_FLAGS, None
+    return None, positional or fv.input
 
 
 def main(argv: list[str] | None = None) -> int:
     """The command line; returns the exit status (0 ok, 1 bad input or failed images, 2 bad flags)."""
-    from srgan_tf.loader import ModelLoadError
-
     fv = _flag_values()
-    status = cli.parse_flags(fv, sys.argv if argv is None else argv,
-                             "python -m srgan_tf.upscale --model=MODEL --input=IN --output=OUT")
+    status, src = _parse(fv, sys.argv if argv is None else argv)
     if status is not None:
         return status
+    if not fv.verbose:
+        _quiet_tensorflow()
+    from srgan_tf.loader import ModelLoadError
+
     try:
-        failures = run(fv.model, Path(fv.input), Path(fv.output), fv.tile, fv.margin, fv.scale)
+        failures = run(fv.model, Path(src), fv.output, fv.tile, fv.margin, fv.scale, outscale=fv.outscale,
+                       quality=fv.quality, quiet=not fv.verbose)
     except (UpscaleError, ModelLoadError, TilingError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        return cli.error(e)
     for path, reason in failures:
         print(f"error: {path}: {reason}" if str(path) not in reason else f"error: {reason}", file=sys.stderr)
-    if failures and Path(fv.input).is_dir():
+    if failures and Path(src).is_dir():
         print(f"error: {len(failures)} image(s) failed; the others were written", file=sys.stderr)
-    return 1 if failures else 0
+    return cli.EXIT_BAD_INPUT if failures else cli.EXIT_OK
 
 
 if __name__ == "__main__":

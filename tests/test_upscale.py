@@ -8,9 +8,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from srgan_tf.export.savedmodel import export_savedmodel
+from srgan_tf.export.tflite import export_tflite
 
-from export.savedmodel import export_savedmodel
-from export.tflite import export_tflite
 from srgan_tf.images import load_image, save_image
 from srgan_tf.loader import load_upscaler
 from srgan_tf.models import build_generator
@@ -189,9 +189,12 @@ def test_cli_writes_into_an_existing_folder(models, tmp_path, capsys):
     assert load_image(tmp_path / "out" / "photo.png").shape == (24, 28, 3)
 
 
-def test_cli_flag_errors_exit_2(capsys):
-    status, err = _run(capsys, "--model=bicubic", "--input=x.png")
-    assert status == 2 and "--output" in err
+@pytest.mark.parametrize(("flags", "message"), [(["--input=x.png", "--outscale=0"], "--outscale"),
+                                               (["--input=x.png", "--quality=101"], "quality"),
+                                               ([], "no input")])
+def test_cli_flag_errors_exit_2(capsys, flags, message):
+    status, err = _run(capsys, "--model=bicubic", *flags)
+    assert status == 2 and message in err and "\n" not in err, err
 
 
 def test_cli_peak_memory_does_not_grow_with_the_image(models, tmp_path):

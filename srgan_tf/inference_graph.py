@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import layers
 
 from srgan_tf.models import BicubicUpsample, PixelShuffle
+from srgan_tf.tiling import SplitGenerator, receptive_radius
 
 TRUNK_OUTPUT = "skip_add"  # the last layer at LR resolution in build_generator's graph
 
@@ -118,3 +120,17 @@ def fast_generator(model: keras.Model) -> keras.Model:
     `split_generator`."""
     lr = model.inputs[0]
     return keras.Model(lr, _fast_tail(model, _layer(model, TRUNK_OUTPUT).output, lr), name=model.name)
+
+
+def split_for_tiling(model: keras.Model) -> SplitGenerator:
+    """`split_generator(model)` as graph functions on numpy arrays with the radii that
+    `tiling.upscale_two_level` needs; the tail's output is mapped from [-1, 1] to [0, 1]."""
+    trunk, tail = split_generator(model)
+    run_trunk = tf.function(lambda x: trunk(x, training=False), reduce_retracing=True)
+    run_tail = tf.function(lambda f, x: tail([f, x], training=False), reduce_retracing=True)
+    radius, scale = receptive_radius(tail)
+    return SplitGenerator(
+        trunk=lambda x: run_trunk(tf.convert_to_tensor(x, tf.float32)).numpy(),
+        tail=lambda f, x: (run_tail(tf.convert_to_tensor(f), tf.convert_to_tensor(x, tf.float32)).numpy() + 1) / 2,
+        trunk_radius=receptive_radius(trunk)[0], tail_radius=radius, features=int(trunk.output.shape[-1]),
+        scale=scale)

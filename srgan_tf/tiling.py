@@ -36,18 +36,23 @@ class TilingError(ValueError):
     """The model's receptive field cannot be derived from its layers."""
 
 
-def receptive_radius(model) -> tuple[int, int]:
+def receptive_radius(model, input_index: int | None = None) -> tuple[int, int]:
     """(radius, scale) of a Keras functional super-resolution model.
 
     `radius` is the smallest r such that every output pixel depends only on LR pixels within r rows and
     r columns of the LR pixel it lies over (floor(output_index / scale)); `scale` is the output/input size
     ratio. Supports stride-1 "same" Conv2D layers, PixelShuffle (depth-to-space) and pointwise layers;
-    anything else raises TilingError. The default 16-block SRResNet has radius 40 and scale 4.
+    anything else raises TilingError. The default 16-block SRResNet has radius 40 and scale 4. A model with
+    several inputs of the same size (the generator's tail: features and LR) needs `input_index`, or None
+    for the largest radius over all of them.
     """
     from srgan_tf.models import PixelShuffle
 
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise TilingError("tiling needs a model with one input and one output")
+    if len(model.outputs) != 1:
+        raise TilingError("tiling needs a model with one output")
+    if input_index is None and len(model.inputs) > 1:
+        return max(receptive_radius(model, i)[0] for i in range(len(model.inputs))), \
+            receptive_radius(model, 0)[1]
     scale = 1
     for layer in model.layers:
         if isinstance(layer, PixelShuffle):
@@ -59,12 +64,12 @@ def receptive_radius(model) -> tuple[int, int]:
     radius = 0
     for phase in range(scale):
         for axis in (0, 1):
-            lo, hi = _input_interval(model, centre + phase, axis)
+            lo, hi = _input_interval(model, centre + phase, axis, input_index or 0)
             radius = max(radius, centre // scale - lo, hi - centre // scale)
     return radius, scale
 
 
-def _input_interval(model, out_index: int, axis: int) -> tuple[int, int]:
+def _input_interval(model, out_index: int, axis: int, input_index: int = 0) -> tuple[int, int]:
     from keras import layers
 
     from srgan_tf.models import BicubicUpsample, PixelShuffle
@@ -93,7 +98,7 @@ def _input_interval(model, out_index: int, axis: int) -> tuple[int, int]:
             for t in node.arguments.keras_tensors:
                 old = intervals.get(id(t))
                 intervals[id(t)] = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
-    return intervals[id(model.inputs[0])]
+    return intervals[id(model.inputs[input_index])]
 
 
 @dataclass(frozen=True)
@@ -199,3 +204,77 @@ def margin_for(spec: str | os.PathLike) -> int:
         raise TilingError(f"{spec}: no receptive radius recorded (not written by `python -m export`); "
                           "pass --margin")
     return radius
+
+
+# --- Two-level tiling of a generator split into its LR trunk and its upsampling tail -----------------------
+# The trunk (16 residual blocks) holds a few F-channel tensors per LR pixel; the tail holds scale^2 times as
+# many values per LR pixel (256-channel maps at 2x, 64-channel maps at 4x) but reads only a few LR pixels
+# around each output pixel. So the trunk runs on large windows (little recomputed margin) and the tail on
+# small tiles inside each window (a margin of a few pixels). Estimates of live float32 values per LR pixel
+# of graph-mode inference (TF frees each activation after its last use), conservative against RSS measured
+# here (bench/tiling.py):
+_TRUNK_TENSORS = 6  # x, y, the long skip, conv scratch (im2col), BN/PReLU outputs
+_TAIL_TENSORS = 5  # conv output, shuffled copy, PReLU output, next conv's scratch, at the tail's resolution
+
+
+@dataclass(frozen=True)
+class SplitGenerator:
+    """A generator as trunk and tail (see srgan_tf.inference_graph.split_generator), in numpy terms.
+
+    trunk: float32 [1, h, w, 3] in [0, 1] -> float32 [1, h, w, features]; tail: (features [1, h, w, F],
+    lr [1, h, w, 3]) -> float32 [1, scale*h, scale*w, 3] in [0, 1]. The radii are in LR pixels: the trunk's
+    receptive radius, and the tail's over both of its inputs."""
+
+    trunk: Callable[[np.ndarray], np.ndarray]
+    tail: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    trunk_radius: int
+    tail_radius: int
+    features: int
+    scale: int
+
+
+def plan_two_level(height: int, width: int, g: SplitGenerator, budget_bytes: int) -> tuple[int, int]:
+    """(trunk tile, tail tile) in LR pixels for an image of height x width within `budget_bytes` of
+    activations: the largest square trunk window (with its margin) whose tensors fit half the budget, the
+    largest tail tile fitting a quarter. A window covering the whole image needs no margin."""
+    trunk_px = budget_bytes / 2 / (4 * g.features * _TRUNK_TENSORS)
+    margin = g.trunk_radius + g.tail_radius
+    whole = height * width <= trunk_px
+    trunk_tile = max(height, width) if whole else max(16, int(trunk_px ** 0.5) - 2 * margin)
+    # The widest maps: 4F channels at (scale / 2)^2 pixels per LR pixel, before the last pixel shuffle.
+    tail_px = budget_bytes / 4 / (4 * g.features * g.scale ** 2 * _TAIL_TENSORS)
+    tail_tile = max(16, int(tail_px ** 0.5) - 2 * g.tail_radius)
+    return trunk_tile, tail_tile
+
+
+def upscale_two_level(g: SplitGenerator, image: np.ndarray, budget_bytes: int,
+                      finish: Callable[[np.ndarray], np.ndarray],
+                      on_tile: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """The generator on float32 [H, W, 3] in [0, 1], tiled at two levels within `budget_bytes`: equal to the
+    whole-image result up to float round-off. `finish` maps each float32 [h, w, 3] output tile in [0, 1] to
+    the output's dtype (e.g. rounding to uint8), so the whole image is never held as float. Returns
+    [scale*H, scale*W, C] of `finish`'s dtype. `on_tile(done, total)` counts trunk windows."""
+    height, width = image.shape[:2]
+    trunk_tile, tail_tile = plan_two_level(height, width, g, budget_bytes)
+    s = g.scale
+    windows = plan_tiles(height, width, trunk_tile, g.trunk_radius + g.tail_radius)
+    out = None
+    for done, window in enumerate(windows, start=1):
+        wt, wb, wl, wr = window.window
+        features = g.trunk(image[None, wt:wb, wl:wr])
+        ct, cb, cl, cr = window.core
+        for sub in plan_tiles(cb - ct, cr - cl, tail_tile, 0):
+            # The sub-tile's core in image coordinates, and the tail's window around it: grown by the tail's
+            # radius beyond the trunk window's core (the window holds that much valid context by
+            # construction), clipped to the image only.
+            kt, kb, kl, kr = (sub.core[0] + ct, sub.core[1] + ct, sub.core[2] + cl, sub.core[3] + cl)
+            r = g.tail_radius
+            st, sb, sl, sr = max(kt - r, 0), min(kb + r, height), max(kl - r, 0), min(kr + r, width)
+            y = g.tail(features[:, st - wt:sb - wt, sl - wl:sr - wl], image[None, st:sb, sl:sr])[0]
+            piece = finish(y[s * (kt - st):s * (kb - st), s * (kl - sl):s * (kr - sl)])
+            if out is None:
+                out = np.empty((s * height, s * width, piece.shape[2]), piece.dtype)
+            out[s * kt:s * kb, s * kl:s * kr] = piece
+        if on_tile is not None:
+            on_tile(done, len(windows))
+    return out

@@ -63,3 +63,21 @@ def test_the_saved_keras_file_is_unchanged_by_loading_fast(tmp_path):
 def test_other_models_are_refused():
     with pytest.raises(GraphError, match="not a generator of srgan_tf.models"):
         fast_generator(build_discriminator(32))
+
+
+@pytest.mark.parametrize("budget", [10**9, 2_000_000, 300_000])  # one window; several; many, at the minimum
+def test_two_level_tiling_equals_the_whole_image(budget):
+    """Trunk windows with the full margin, tail tiles with the tail's margin: the generator's own output."""
+    from srgan_tf.inference_graph import split_for_tiling
+    from srgan_tf.tiling import plan_two_level, upscale_two_level
+
+    g = _generator(4, True)
+    split = split_for_tiling(g)
+    assert split.trunk_radius + split.tail_radius == receptive_radius(g)[0]
+    x = np.random.default_rng(0).random((70, 53, 3), np.float32)
+    whole = (g(x[None]).numpy()[0] + 1) / 2
+    trunk_tile, tail_tile = plan_two_level(70, 53, split, budget)
+    assert (trunk_tile >= 70) == (budget == 10**9)
+    np.testing.assert_allclose(upscale_two_level(split, x, budget, lambda t: t), whole, atol=5e-6)
+    u8 = upscale_two_level(split, x, budget, lambda t: np.floor(np.clip(t, 0, 1) * 255 + 0.5).astype(np.uint8))
+    assert u8.dtype == np.uint8 and np.abs(u8.astype(int) - np.floor(np.clip(whole, 0, 1) * 255 + 0.5)).max() <= 1

@@ -157,7 +157,7 @@ class Summaries(keras.callbacks.Callback):
             return self._evaluate(step)
 
     def _evaluate(self, step: int) -> dict[str, float]:
-        upscaler = upscaler_from_keras(self.model.generator, self.scale, name=self.phase)
+        upscaler = upscaler_from_keras(self.model.generator, self.scale, name=self.phase, fast=False)
         psnrs, ssims, self._rows = [], [], {}
         with self.writer.as_default(step=step):
             for i, (name, lr, hr) in enumerate(self.val_images):

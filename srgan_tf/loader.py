@@ -7,14 +7,20 @@ serving compare like with like. Adding a kind means one `_load_<kind>` function 
 
 from __future__ import annotations
 
+import os
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
 
 from srgan_tf.imresize import imresize
+from srgan_tf.tiling import SplitGenerator
+
+if TYPE_CHECKING:
+    import keras
 
 _PROBE_SIZE = 16  # low-resolution side of the dummy image used to check a generator's scale
 
@@ -50,6 +56,8 @@ class Upscaler:
         self.scale = int(scale)
         self._predict_float = predict_float
         self._upscale_uint8 = upscale_uint8
+        # Set by the Keras loader for generators of srgan_tf.models: trunk and tail for two-level tiling.
+        self.split: SplitGenerator | None = None
 
     def predict_float(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float32)
@@ -97,43 +105,94 @@ def _check_generator(model, spec: str, scale: int) -> None:
                              f"requested {scale}x")
 
 
-def _load_keras(spec: str, scale: int) -> Upscaler:
+# --- the generators that ship with the package: models/ in the repository, srgan_tf.weights installed ---
+
+SHIPPED: dict[str, str] = {"srresnet": "srresnet_x4.keras", "srgan": "srgan_x4.keras"}
+
+
+def shipped_model_path(name: str) -> Path:
+    """The installed file of the shipped generator `name` (a key of SHIPPED).
+
+    Raises ModelLoadError (one line, naming the file) for a name that is not shipped or a file missing
+    from this installation.
+    """
+    if name not in SHIPPED:
+        raise ModelLoadError(f"{name}: not a shipped model (the shipped ones are {', '.join(SHIPPED)})")
+    from importlib import resources
+
+    path = Path(str(resources.files("srgan_tf.weights") / SHIPPED[name]))
+    if not path.is_file():
+        raise ModelLoadError(f"{name}: the shipped model file {SHIPPED[name]} is missing (looked in {path.parent})")
+    return path
+
+
+def load_generator(spec: str | os.PathLike) -> keras.Model:
+    """A saved generator as an uncompiled Keras model, loaded in Keras' safe mode with the project's layers
+    registered. `spec` is a `.keras` file or a shipped model's name (a key of SHIPPED: "srresnet", "srgan").
+
+    Raises ModelLoadError (one-line message) for a missing, corrupt or non-Keras file; it does not check
+    that the model is a generator of some scale (load_upscaler does).
+    """
     import keras
 
-    import srgan_tf.models  # noqa: F401 - registers PixelShuffle for deserialisation
+    import srgan_tf.models  # noqa: F401 - registers PixelShuffle and BicubicUpsample for deserialisation
 
-    if not zipfile.is_zipfile(spec):
+    spec = str(spec)
+    path = shipped_model_path(spec) if spec in SHIPPED else Path(spec)
+    if not path.is_file():
+        raise ModelLoadError(f"{spec}: no such file" + ("" if path.suffix else
+                                                        f" (and not a shipped model: {', '.join(SHIPPED)})"))
+    if path.suffix.lower() != ".keras":
+        raise ModelLoadError(f"{spec}: not a .keras file")
+    if not zipfile.is_zipfile(path):
         raise ModelLoadError(f"{spec}: not a valid .keras archive (truncated or corrupt)")
     try:
-        model = keras.models.load_model(spec, compile=False)
+        model = keras.models.load_model(path, compile=False)
     except Exception as e:  # Keras raises many types for bad archives
         raise ModelLoadError(f"{spec}: cannot load Keras model ({_first_line(e)})") from None
     if not isinstance(model, keras.Model):
         raise ModelLoadError(f"{spec}: holds a {type(model).__name__}, not a Keras model")
-    return upscaler_from_keras(model, scale, name=Path(spec).stem, source=spec)
+    return model
+
+
+def _load_keras(spec: str, scale: int) -> Upscaler:
+    return upscaler_from_keras(load_generator(spec), scale, name=Path(spec).stem, source=spec)
 
 
 def upscaler_from_keras(
-    model, scale: int = 4, name: str | None = None, source: str | None = None
+    model, scale: int = 4, name: str | None = None, source: str | None = None, fast: bool = True
 ) -> Upscaler:
     """Wraps an in-memory Keras generator ([N, h, w, 3] in [0, 1] -> [N, scale*h, scale*w, 3] in [-1, 1]),
     e.g. the one being trained, as an Upscaler. Raises ModelLoadError if it is not such a generator;
-    `source` names it in that message (default: `name`, then the model's own name)."""
+    `source` names it in that message (default: `name`, then the model's own name). `fast=False` runs
+    `model` itself (as validation during training does: no new variables inside a strategy's scope)."""
+    from srgan_tf.inference_graph import GraphError, fast_generator, split_for_tiling
+
     name = name or model.name
     _check_generator(model, source or name, scale)
+    # A generator of srgan_tf.models runs in its faster, equal form (srgan_tf.inference_graph), and can be
+    # tiled at two levels; any other generator runs as it is.
+    graph, split = model, None
+    if fast:
+        try:
+            graph, split = fast_generator(model), split_for_tiling(model)
+        except GraphError:
+            pass
 
     # A graph function frees each layer's activations as soon as they are used: half the peak memory and
     # time of an eager call, which keeps every intermediate alive. Sizes vary, so shapes stay unknown.
-    run = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    run = tf.function(lambda x: graph(x, training=False), reduce_retracing=True)
 
     def predict_float(x: np.ndarray) -> np.ndarray:
         y = run(tf.convert_to_tensor(x))
         return (np.asarray(y, dtype=np.float32) + 1.0) / 2.0  # tanh [-1, 1] -> [0, 1]
 
-    return Upscaler(name=name, scale=scale, predict_float=predict_float)
+    upscaler = Upscaler(name=name, scale=scale, predict_float=predict_float)
+    upscaler.split = split
+    return upscaler
 
 
-# --- SavedModel folders and .tflite files written by `python -m export` ---
+# --- SavedModel folders and .tflite files written by `python -m srgan_tf.export` ---
 
 
 def tflite_interpreter(model_path: str | None = None, model_content: bytes | None = None,
@@ -180,7 +239,8 @@ def _check_artifact(upscaler: Upscaler, spec: str, scale: int) -> Upscaler:
 
 
 def _load_savedmodel(spec: str, scale: int) -> Upscaler:
-    """A SavedModel written by `python -m export`: `upscale_float` for floats, `serving_default` for uint8."""
+    """A SavedModel written by `python -m srgan_tf.export`: `upscale_float` for floats, `serving_default`
+    for uint8."""
     try:
         loaded = tf.saved_model.load(spec)
     except Exception as e:  # corrupt protos, missing variables, unknown ops
@@ -188,7 +248,7 @@ def _load_savedmodel(spec: str, scale: int) -> Upscaler:
     missing = [s for s in ("serving_default", "upscale_float") if s not in loaded.signatures]
     if missing:
         raise ModelLoadError(f"{spec}: SavedModel has no {' or '.join(missing)} signature (expected the "
-                             "layout `python -m export` writes)")
+                             "layout `python -m srgan_tf.export` writes)")
     signatures = loaded.signatures  # keeps `loaded`, which owns the variables, alive
 
     def predict_float(x: np.ndarray) -> np.ndarray:
@@ -260,7 +320,8 @@ def _spec_kind(spec: str) -> str:
         raise ModelLoadError(f"{spec}: a folder without saved_model.pb, so not a SavedModel")
     kind = {".keras": "keras", ".tflite": "tflite"}.get(path.suffix.lower())
     if not path.exists():
-        raise ModelLoadError(f"{spec}: no such file" + ("" if kind else " (and not 'bicubic')"))
+        raise ModelLoadError(f"{spec}: no such file" + ("" if kind else " (and not 'bicubic' nor a shipped model: "
+                                                        f"{', '.join(SHIPPED)})"))
     if kind is None:
         raise ModelLoadError(f"{spec}: unknown model kind; expected 'bicubic', a .keras file, a SavedModel "
                              "folder or a .tflite file")
@@ -276,13 +337,17 @@ def _first_line(e: BaseException) -> str:
 def load_upscaler(spec: str, scale: int = 4) -> Upscaler:
     """Loads `spec` as an `Upscaler` of factor `scale`.
 
-    `spec` is "bicubic" (MATLAB-compatible bicubic interpolation, see srgan_tf.imresize) or the path of a
+    `spec` is "bicubic" (MATLAB-compatible bicubic interpolation, see srgan_tf.imresize), a shipped
+    generator's name ("srresnet", "srgan": the files SHIPPED names, see shipped_model_path) or the path of a
     `.keras` generator mapping [N, h, w, 3] in [0, 1] to [N, scale*h, scale*w, 3] in [-1, 1] (loaded in
-    Keras' safe mode), or of a SavedModel folder or `.tflite` file written by `python -m export` (both map
-    [0, 1] to [0, 1]; see export/). Raises ModelLoadError (one-line message) for a missing, corrupt or unsupported
-    spec, a model that is not such a generator, or one whose factor is not `scale`.
+    Keras' safe mode), or of a SavedModel folder or `.tflite` file written by `python -m srgan_tf.export`
+    (both map [0, 1] to [0, 1]; see srgan_tf.export). Raises ModelLoadError (one-line message) for a missing,
+    corrupt or unsupported spec (a shipped model whose file is not installed included), a model that is not
+    such a generator, or one whose factor is not `scale`.
     """
     if isinstance(scale, bool) or not isinstance(scale, int | np.integer) or scale < 1:
         raise ModelLoadError(f"scale must be a positive integer, got {scale!r}")
     spec = str(spec)
+    if spec in SHIPPED:
+        spec = str(shipped_model_path(spec))
     return _LOADERS[_spec_kind(spec)](spec, int(scale))

@@ -97,17 +97,64 @@ def _colour_fn(upscaler, bits: int, gray: bool) -> Callable[[np.ndarray], np.nda
     return run16 if bits == 16 else run8
 
 
-def upscale_image(upscaler, image: ImageFile, margin: int, tile: int = DEFAULT_TILE,
-                  outscale: float | None = None, on_tile: Callable[[int, int], None] | None = None) -> ImageFile:
+def _finish(bits: int, gray: bool) -> Callable[[np.ndarray], np.ndarray]:
+    """float [h, w, 3] in [0, 1] -> the output's dtype and channels, rounded as `_colour_fn`'s paths round."""
+
+    def finish(y: np.ndarray) -> np.ndarray:
+        if bits == 16:
+            y = y.astype(np.float64).mean(-1, keepdims=True) if gray else y.astype(np.float64)
+            return np.floor(np.clip(y, 0.0, 1.0) * 65535 + 0.5).astype(np.uint16)
+        u8 = np.floor(np.clip(y.astype(np.float64), 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+        return ((u8.astype(np.uint16).sum(-1, keepdims=True) + 1) // 3).astype(np.uint8) if gray else u8
+
+    return finish
+
+
+def default_max_memory() -> int:
+    """Bytes for activations and the output: 1.5 GiB, or half the memory available now if that is less."""
+    try:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        available = 1 << 40
+    return int(min(1.5 * 2**30, available / 2))
+
+
+def _model_pixels(upscaler, image: ImageFile, margin: int, tile: int | None, max_memory: int,
+                  on_tile: Callable[[int, int], None] | None) -> np.ndarray:
+    """The model's output for `image`'s colour pixels: two-level tiling within `max_memory` for a generator
+    of srgan_tf.models with no --tile given, else tiles of `tile` (default DEFAULT_TILE) with `margin`."""
+    scale = upscaler.scale
+    height, width, channels = image.pixels.shape
+    out_bytes = scale * scale * height * width * channels * image.pixels.itemsize
+    if out_bytes > max_memory / 2:
+        raise ImageError(f"a {width}x{height} input makes a {scale * width}x{scale * height} output of "
+                         f"{out_bytes / 2**20:.0f} MB, more than half of --max_memory "
+                         f"({max_memory / 2**20:.0f} MB); raise --max_memory or downscale the input")
+    split = getattr(upscaler, "split", None)
+    if tile is None and split is not None:
+        from srgan_tf.tiling import upscale_two_level
+
+        x = image.pixels.astype(np.float32) / np.float32(np.iinfo(image.pixels.dtype).max)
+        x = np.repeat(x, 3, axis=-1) if image.gray else x
+        return upscale_two_level(split, x, max_memory - out_bytes, _finish(image.bits, image.gray), on_tile)
+    return upscale_tiled(_colour_fn(upscaler, image.bits, image.gray), image.pixels, scale, margin,
+                         tile or DEFAULT_TILE, on_tile)
+
+
+def upscale_image(upscaler, image: ImageFile, margin: int, tile: int | None = None,
+                  outscale: float | None = None, on_tile: Callable[[int, int], None] | None = None,
+                  max_memory: int | None = None) -> ImageFile:
     """`image` upscaled by `upscaler.scale`, then resized to round(outscale * size) when that differs.
 
     The result has `image`'s bit depth, channels, alpha (see the module docstring) and ICC profile.
+    Raises ImageError, before any work, for an input whose output alone would take over half of
+    `max_memory` bytes (default: default_max_memory()).
     """
     from srgan_tf.imresize import resize_to  # imports TensorFlow: not before the command line quietened it
 
     scale = upscaler.scale
     height, width = image.pixels.shape[:2]
-    pixels = upscale_tiled(_colour_fn(upscaler, image.bits, image.gray), image.pixels, scale, margin, tile, on_tile)
+    pixels = _model_pixels(upscaler, image, margin, tile, max_memory or default_max_memory(), on_tile)
     size = (scale * height, scale * width)
     if outscale is not None:
         size = (max(1, math.floor(outscale * height + 0.5)), max(1, math.floor(outscale * width + 0.5)))
@@ -116,18 +163,19 @@ def upscale_image(upscaler, image: ImageFile, margin: int, tile: int = DEFAULT_T
     if alpha is not None and not image.has_transparency:
         alpha = np.full(size, np.iinfo(alpha.dtype).max, alpha.dtype)
     elif alpha is not None:
-        alpha = upscale_tiled(lambda a: resize_to(a, scale * a.shape[0], scale * a.shape[1]), alpha[..., None], scale,
-                      _BICUBIC_MARGIN, tile)
+        alpha = upscale_tiled(lambda a: resize_to(a, scale * a.shape[0], scale * a.shape[1]), alpha[..., None],
+                              scale, _BICUBIC_MARGIN, tile or DEFAULT_TILE)
         alpha = resize_to(alpha, *size)[..., 0]
     return ImageFile(pixels, alpha, image.icc)
 
 
-def upscale_file(upscaler, src: Path, dst: Path, tile: int, margin: int, outscale: float | None = None,
-                 quality: int = DEFAULT_QUALITY, on_tile: Callable[[int, int], None] | None = None) -> None:
+def upscale_file(upscaler, src: Path, dst: Path, tile: int | None, margin: int, outscale: float | None = None,
+                 quality: int = DEFAULT_QUALITY, on_tile: Callable[[int, int], None] | None = None,
+                 max_memory: int | None = None) -> None:
     """Reads `src`, upscales it and writes `dst` atomically. Raises ImageError or OSError."""
     image = read_image_file(src)
     check_writable(dst, image)  # before the model runs: e.g. transparency cannot go to JPEG
-    write_image_file(dst, upscale_image(upscaler, image, margin, tile, outscale, on_tile), quality)
+    write_image_file(dst, upscale_image(upscaler, image, margin, tile, outscale, on_tile, max_memory), quality)
 
 
 # ---------------------------------------------------------------- files and folders
@@ -166,33 +214,38 @@ def _is_folder_spec(dst: str | os.PathLike) -> bool:
     return text.endswith(("/", os.sep)) or Path(text).is_dir()
 
 
-def _load(model: str, scale: int, margin: int | None, tile: int, quiet: bool):
-    """(upscaler, margin, tile) for `model`, with TensorFlow's import-time log lines muted if `quiet`."""
+def _load(model: str, scale: int, margin: int | None, tile: int | None, quiet: bool):
+    """(upscaler, margin, tile) for `model`, with TensorFlow's import-time log lines muted if `quiet`. `tile`
+    stays None (two-level tiling within the memory budget) for a generator that can be split."""
     with _muted_stderr(quiet):
         from srgan_tf.loader import load_upscaler
 
         upscaler = load_upscaler(model, scale)
         # A shipped model's name resolves to a file; the loader may say which (`source`), else the spec is one.
         spec = str(getattr(upscaler, "source", None) or model)
+        split = getattr(upscaler, "split", None)
+        if tile is None and split is not None:
+            return upscaler, split.trunk_radius + split.tail_radius, None
         if margin is None:
             margin = _BICUBIC_MARGIN if model == "bicubic" else margin_for(spec)
         limit = None if model == "bicubic" else (artifact_metadata(spec) or {}).get("max_pixels")
-    return upscaler, margin, choose_tile(tile, margin, limit)
+    return upscaler, margin, choose_tile(tile or DEFAULT_TILE, margin, limit)
 
 
-def run(model: str, src: Path, dst: str | os.PathLike | None = None, tile: int = DEFAULT_TILE,
+def run(model: str, src: Path, dst: str | os.PathLike | None = None, tile: int | None = None,
         margin: int | None = None, scale: int = 4, log: Callable[[str], None] = print,
         outscale: float | None = None, quality: int = DEFAULT_QUALITY, quiet: bool = False,
-        warn: Callable[[str], None] | None = None) -> list[tuple[Path, str]]:
+        warn: Callable[[str], None] | None = None, max_memory: int | None = None) -> list[tuple[Path, str]]:
     """Upscales `src` (file or folder) into `dst`; returns (input path, reason) for each image that failed.
 
     `dst` None means the default name (default_output); a `dst` ending in '/' is a folder. Raises
     UpscaleError, ModelLoadError or TilingError for mistakes that stop everything: a missing input, an
     empty folder, an unwritable output, an unusable model. `warn` gets one line per precision loss.
+    `tile` None: two-level tiling within `max_memory` bytes (default_max_memory()) where the model allows.
     """
     src = Path(src)
     warn = warn or (lambda line: print(f"warning: {line}", file=sys.stderr))
-    if tile < 1:
+    if tile is not None and tile < 1:
         raise UpscaleError(f"--tile must be positive, got {tile}")
     if outscale is not None and not (math.isfinite(outscale) and outscale > 0):
         raise UpscaleError(f"--outscale must be a number > 0, got {outscale}")
@@ -213,7 +266,7 @@ def run(model: str, src: Path, dst: str | os.PathLike | None = None, tile: int =
     upscaler, margin, tile = _load(model, scale, margin, tile, quiet)
 
     def attempt(path: Path, target: Path, on_tile=None) -> str | None:
-        return _try_upscale(upscaler, path, target, tile, margin, outscale, quality, warn, on_tile)
+        return _try_upscale(upscaler, path, target, tile, margin, outscale, quality, warn, on_tile, max_memory)
 
     from keras.utils import Progbar
 
@@ -242,13 +295,13 @@ def run(model: str, src: Path, dst: str | os.PathLike | None = None, tile: int =
     return failures
 
 
-def _try_upscale(upscaler, src: Path, dst: Path, tile: int, margin: int, outscale: float | None, quality: int,
-                 warn: Callable[[str], None], on_tile=None) -> str | None:
+def _try_upscale(upscaler, src: Path, dst: Path, tile: int | None, margin: int, outscale: float | None,
+                 quality: int, warn: Callable[[str], None], on_tile=None, max_memory: int | None = None) -> str | None:
     """upscale_file, returning None on success or a one-line reason on failure; ImageWarnings go to `warn`."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ImageWarning)
         try:
-            upscale_file(upscaler, src, dst, tile, margin, outscale, quality, on_tile)
+            upscale_file(upscaler, src, dst, tile, margin, outscale, quality, on_tile, max_memory)
         except (ImageError, OSError) as e:
             return _reason(e)
         except Exception as e:  # a model error on one image (e.g. TF InvalidArgument) must not stop the rest
@@ -323,7 +376,11 @@ def _flag_values() -> flags.FlagValues:
                        "model's result is resized to it with MATLAB bicubic.", flag_values=fv)
     flags.DEFINE_integer("quality", DEFAULT_QUALITY, "JPEG and WebP quality.", lower_bound=1, upper_bound=100,
                          flag_values=fv)
-    flags.DEFINE_integer("tile", DEFAULT_TILE, "Tile side in input pixels; bounds memory.", lower_bound=1,
+    flags.DEFINE_integer("max_memory", None, "Megabytes for the model's activations and the output (default: "
+                         "1536, or half the available memory if less); an input whose output alone needs more than "
+                         "half of it is refused.", lower_bound=64, flag_values=fv)
+    flags.DEFINE_integer("tile", None, f"Tile side in input pixels (default: planned from --max_memory for the "
+                         f"generators of this package, {DEFAULT_TILE} for other models).", lower_bound=1,
                          flag_values=fv)
     flags.DEFINE_integer("margin", None, "Tile overlap in input pixels (default: the model's receptive "
                          "radius).", lower_bound=0, flag_values=fv)
@@ -368,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         failures = run(fv.model, Path(src), fv.output, fv.tile, fv.margin, fv.scale, outscale=fv.outscale,
+                       max_memory=None if fv.max_memory is None else fv.max_memory * 2**20,
                        quality=fv.quality, quiet=not fv.verbose)
     except (UpscaleError, ModelLoadError, TilingError) as e:
         return cli.error(e)

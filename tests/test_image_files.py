@@ -366,3 +366,24 @@ def test_terminal_shows_only_the_written_file_or_one_error(model, tmp_path):
     failed = command(str(tmp_path / "t.png"), f"--output={tmp_path / 't.jpg'}")
     assert failed.returncode == 1
     assert failed.stderr.count("\n") == 1 and failed.stderr.startswith("error:"), failed.stderr
+
+
+def test_memory_budget_plans_two_level_tiles_that_equal_the_whole_image(model, tmp_path):
+    """Without --tile a generator of this package is tiled within --max_memory: a budget that forces many
+    trunk windows gives the whole-image result (within one level), and a too-large output is refused."""
+    from srgan_tf.upscale import run
+
+    rng = np.random.default_rng(3)
+    rgb = np.clip(rng.normal(128, 60, (90, 70, 3)), 0, 255).astype(np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "in.png")
+    up = model["up"]
+    assert up.split is not None
+    whole = up(rgb)
+    failures = run(model["spec"], tmp_path / "in.png", tmp_path / "out.png", max_memory=2_000_000 + 4 * 4 * 90 * 70 * 3,
+                   log=lambda line: None)
+    assert failures == []
+    got = np.asarray(Image.open(tmp_path / "out.png"))
+    assert np.abs(got.astype(int) - whole).max() <= 1
+    failures = run(model["spec"], tmp_path / "in.png", tmp_path / "big.png", max_memory=100_000, log=lambda line: None)
+    assert len(failures) == 1 and "more than half of --max_memory" in failures[0][1]
+    assert not (tmp_path / "big.png").exists()

@@ -1,4 +1,4 @@
-# TF Serving for a model written by `python -m export --out=DIR`.
+# TF Serving for a model written by `python -m srgan_tf.export --out=DIR`.
 #
 #   docker build -t srgan-serving -f Dockerfile --build-arg MODEL_DIR=serving DIR
 #   docker run --rm -p 8500:8500 -p 8501:8501 srgan-serving

@@ -2,7 +2,7 @@
 
     python bench/inference.py [--generator=runs/cpu_demo/generator_srresnet.keras] [--runs=5]
 
-Exports the generator (SavedModel and the four TFLite variants, with python -m export's own code), times
+Exports the generator (SavedModel and the four TFLite variants, with python -m srgan_tf.export's own code), times
 each artifact through the project's one model loader in this process, and prints a Markdown table. The floor
 is the generator's FLOP count divided by the float32 matrix-multiply rate this machine reaches in the same
 run: no implementation of these convolutions in float32 can beat it. PSNR is Y-PSNR against HR on Set5 (from
@@ -23,8 +23,8 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from common import generator_path, machine, median_seconds  # noqa: E402  (bench/ is the script's folder)
 
-from export import report  # noqa: E402
-from export.pipeline import run_export  # noqa: E402
+from srgan_tf.export import report  # noqa: E402
+from srgan_tf.export.pipeline import run_export  # noqa: E402
 from srgan_tf.loader import load_upscaler  # noqa: E402
 from srgan_tf.models import PixelShuffle  # noqa: E402
 

@@ -49,13 +49,16 @@ def _one_line(message: str) -> str:
     return " ".join(keep)[:300]
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("input")
-    parser.add_argument("output")
-    parser.add_argument("--url", default="http://localhost:8501")
-    parser.add_argument("--model", default="srgan")
-    args = parser.parse_args()
+def main(argv: list[str] | None = None) -> int:
+    """The command line; returns the exit status (0 done, 1 a file or server error; argparse exits 2 for bad
+    arguments)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("input", help="the image file to upscale (PNG, JPEG, GIF or BMP)")
+    parser.add_argument("output", help="where to write the upscaled image (always PNG)")
+    parser.add_argument("--url", default="http://localhost:8501", help="TF Serving's REST address")
+    parser.add_argument("--model", default="srgan", help="the served model's name (the export's --name)")
+    args = parser.parse_args(argv)
     try:
         with open(args.input, "rb") as f:
             png = upscale(f.read(), args.url, args.model)

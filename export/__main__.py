@@ -1,8 +1,9 @@
-"""python -m export --generator=RUN/generator.keras --out=DIR [flags]
+"""python -m srgan_tf.export --generator=RUN/generator.keras --out=DIR [flags]
 
 Writes a TF Serving SavedModel (DIR/serving/<name>/<version>/, DIR/serving/models.config), TFLite models
 (DIR/tflite/<name>_{fp32,fp16,dynamic_int8,int8}.tflite) and DIR/report.json, and prints the report.
-Exit status: 0 done, 1 bad input or a failed artifact check, 2 bad flags; errors are one `error: ...` line.
+Exit status (srgan_tf.cli's): 0 done, 1 bad input or a failed artifact check, 2 a bad flag or flag value,
+130 interrupted; errors are one `error: ...` line. From a checkout, `python -m export` is the same command.
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ def _flag_values() -> flags.FlagValues:
                         "(default: scikit-image's sample photos).", flag_values=fv)
     flags.DEFINE_integer("max_pixels", 512 * 512, "Largest request the SavedModel accepts, in input pixels "
                          "(batch*height*width).", lower_bound=1, flag_values=fv)
-    flags.DEFINE_string("fidelity_data", _SET5, "Set folder with LR_bicubic_x4/ and HR/ for the fidelity "
-                        "check (skipped with a note if absent).", flag_values=fv)
+    flags.DEFINE_string("fidelity_data", _SET5, "Benchmark set folder with LR_bicubic_x4/ and HR/ for the "
+                        "fidelity check (the default is where a checkout keeps Set5; without such a folder, "
+                        "fidelity is not measured and a note says so).", flag_values=fv)
     flags.DEFINE_integer("latency_runs", 5, "Timed runs per artifact for the 128x128 latency (0: skip).",
                          lower_bound=0, flag_values=fv)
     flags.DEFINE_integer("scale", 4, "Upscaling factor the generator must have.", lower_bound=1,
@@ -48,25 +50,34 @@ def _flag_values() -> flags.FlagValues:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The command line; returns the exit status (0 ok, 1 bad input or failed check, 2 bad flags)."""
+    """The command line; returns the exit status (0 ok, 1 bad input or failed check, 2 bad flags, 130
+    interrupted)."""
     fv = _flag_values()
-    status = cli.parse_flags(fv, sys.argv if argv is None else argv, "python -m export --generator=G.keras --out=DIR")
+    status = cli.parse_flags(fv, sys.argv if argv is None else argv,
+                             "python -m srgan_tf.export --generator=G.keras --out=DIR")
     if status is not None:
         return status
 
-    from export import ExportError
-    from export.pipeline import run_export
     from srgan_tf.loader import ModelLoadError
+
+    from . import ExportError, ExportOptionError
+    from .pipeline import run_export
 
     try:
         run_export(fv.generator, fv.out, name=fv.name, version=fv.version, formats=fv.formats,
                    tflite_variants=fv.tflite_variants, calibration_dir=fv.calibration_dir,
                    max_pixels=fv.max_pixels, fidelity_data=fv.fidelity_data, latency_runs=fv.latency_runs,
                    scale=fv.scale)
+    except ExportOptionError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return cli.EXIT_BAD_FLAGS
     except (ExportError, ModelLoadError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+        return cli.EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return cli.EXIT_INTERRUPTED
+    return cli.EXIT_OK
 
 
 if __name__ == "__main__":

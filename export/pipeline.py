@@ -11,12 +11,13 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from export import ExportError, report
-from export.savedmodel import DEFAULT_MAX_PIXELS, export_savedmodel, next_version, write_models_config
-from export.tflite import VARIANTS, calibration_crops, export_tflite
 from srgan_tf.images import ImageError, atomic_write, find_images, load_image
 from srgan_tf.loader import load_upscaler
 from srgan_tf.tiling import TilingError, receptive_radius
+
+from . import ExportError, ExportOptionError, report
+from .savedmodel import DEFAULT_MAX_PIXELS, export_savedmodel, next_version, write_models_config
+from .tflite import VARIANTS, calibration_crops, export_tflite
 
 FORMATS = ("savedmodel", "tflite")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -65,18 +66,21 @@ def run_export(
     """Exports the .keras `generator` under `out` and returns the report (also written to out/report.json).
 
     Writes `out/serving/<name>/<version>/` plus `out/serving/models.config` ("savedmodel") and
-    `out/tflite/<name>_<variant>.tflite` ("tflite"). Raises ExportError or ModelLoadError (one-line
-    messages) for bad arguments, an unusable generator or an artifact that fails its checks.
+    `out/tflite/<name>_<variant>.tflite` ("tflite"). Fidelity is measured on the benchmark set
+    `fidelity_data` (LR_bicubic_x4/ and HR/); without one, every artifact's "fidelity" is None, the report's
+    "fidelity_not_measured" says why (it is None when fidelity was measured) and the printed table has no
+    fidelity columns. Raises ExportOptionError for an option that cannot work, ExportError or
+    ModelLoadError (one-line messages) for an unusable generator or an artifact that fails its checks.
     """
     if not _NAME.match(name):
-        raise ExportError(f"--name {name!r}: use letters, digits, '_', '-' and '.' only")
+        raise ExportOptionError(f"--name {name!r}: use letters, digits, '_', '-' and '.' only")
     unknown = sorted(set(formats) - set(FORMATS)) + sorted(set(tflite_variants) - set(VARIANTS))
     if unknown or not formats:
-        raise ExportError(f"unknown or no formats {unknown}; choose from {', '.join(FORMATS + VARIANTS)}")
+        raise ExportOptionError(f"unknown or no formats {unknown}; choose from {', '.join(FORMATS + VARIANTS)}")
     if version is not None and version < 1:
-        raise ExportError(f"--version must be a positive integer, got {version}")
+        raise ExportOptionError(f"--version must be a positive integer, got {version}")
     if max_pixels < 1:
-        raise ExportError(f"--max_pixels must be positive, got {max_pixels}")
+        raise ExportOptionError(f"--max_pixels must be positive, got {max_pixels}")
 
     calibration, notes = None, []
     if "tflite" in formats and "int8" in tflite_variants:  # read before writing anything
@@ -112,11 +116,15 @@ def run_export(
         for variant, info in results.items():
             artifacts.append({"name": f"tflite {variant}", "format": "tflite", **info})
 
-    pairs = []
+    pairs, not_measured = [], None
     if fidelity_data is not None and (Path(fidelity_data) / "HR").is_dir():
         pairs = report.load_pairs(fidelity_data)
     if not pairs:
-        notes.append(f"fidelity skipped: no LR_bicubic_x4/ and HR/ image pairs under {fidelity_data}")
+        where = ("no benchmark set given" if fidelity_data is None
+                 else f"no LR_bicubic_x4/ and HR/ image pairs under {fidelity_data}")
+        not_measured = (f"{where}; give --fidelity_data=SET_DIR, a benchmark folder with LR_bicubic_x4/ and HR/ "
+                        "(e.g. Set5)")
+        notes.append(f"fidelity not measured: {not_measured}")
     log(f"measuring {len(artifacts)} artifacts on {len(pairs)} images ...")
     ref_outputs = report.reference_outputs(reference, pairs)
     for artifact in artifacts:
@@ -127,7 +135,8 @@ def run_export(
 
     result = {"generator": str(generator), "name": name, "scale": scale, "receptive_radius": radius,
               "max_pixels": max_pixels, "fidelity_data": None if not pairs else str(fidelity_data),
-              "fidelity_images": [p[0] for p in pairs], "latency_input": [report.LATENCY_SIDE] * 2,
+              "fidelity_images": [p[0] for p in pairs], "fidelity_not_measured": not_measured,
+              "latency_input": [report.LATENCY_SIDE] * 2,
               "latency_runs": latency_runs, "machine": report.machine(), "notes": notes,
               "artifacts": artifacts}
     atomic_write(out / "report.json", lambda p: Path(p).write_text(json.dumps(result, indent=2) + "\n"))

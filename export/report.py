@@ -96,22 +96,29 @@ def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+_FIDELITY_COLUMNS = ("max|d| float", "max|d| u8", "PSNR vs Keras", "Y-PSNR vs HR")
+
+
 def format_table(artifacts: list[dict]) -> str:
-    """A plain-text table of the report's artifacts."""
-    header = ("artifact", "size MB", "max|d| float", "max|d| u8", "PSNR vs Keras", "Y-PSNR vs HR",
-              f"ms @{LATENCY_SIDE}^2", "XNNPACK ops")
+    """A plain-text table of the report's artifacts; the fidelity columns only if some artifact has figures."""
+    measured = any(a.get("fidelity") for a in artifacts)
+    header = ("artifact", "size MB", *(_FIDELITY_COLUMNS if measured else ()), f"ms @{LATENCY_SIDE}^2",
+              "XNNPACK ops")
     rows = [header]
     for a in artifacts:
         fid = a.get("fidelity") or {}
         xnn = a.get("xnnpack")
         psnr = fid.get("psnr_vs_keras_db")
-        rows.append((
-            a["name"],
-            f"{a['size_bytes'] / 1e6:.2f}",
+        fidelity = (
             _fmt(fid.get("max_abs_diff_float"), ".2e"),
             _fmt(fid.get("max_abs_diff_uint8"), ".0f"),
             ("identical" if fid and psnr is None else _fmt(psnr, ".2f")),
             _fmt(fid.get("y_psnr_vs_hr_db"), ".2f"),
+        )
+        rows.append((
+            a["name"],
+            f"{a['size_bytes'] / 1e6:.2f}",
+            *(fidelity if measured else ()),
             _fmt(a.get("latency_ms"), ".1f"),
             f"{xnn['delegated_ops']}/{xnn['total_ops']}" if xnn else "-",
         ))

@@ -25,10 +25,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from export import ExportError
-from export.warmup import WARMUP_FILE, write_warmup
 from srgan_tf.images import atomic_write
 from srgan_tf.tiling import SAVEDMODEL_METADATA_FILE
+
+from . import ExportError
+from .warmup import WARMUP_FILE, write_warmup
 
 SERVING_DEFAULT = "serving_default"
 UPSCALE_FLOAT = "upscale_float"

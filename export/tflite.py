@@ -24,10 +24,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from export import ExportError
 from srgan_tf.images import atomic_write
 from srgan_tf.loader import tflite_interpreter
 from srgan_tf.tiling import TFLITE_METADATA_NAME
+
+from . import ExportError
 
 VARIANTS = ("fp32", "fp16", "dynamic_int8", "int8")
 CALIBRATION_CROPS = 64

@@ -1,4 +1,11 @@
-"""What every command line of the project shares: flag parsing with one-line errors and exit statuses."""
+"""What every command line of the project shares: flag parsing with one-line errors and exit statuses.
+
+Exit statuses, the same for every command:
+  0    done;
+  1    bad input (a missing or unusable file, folder or model) or a run that failed;
+  2    a bad flag, a stray argument or a bad config (a misspelt key, a value of the wrong type or range);
+  130  interrupted (Ctrl-C, SIGTERM), as shells report SIGINT.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,7 @@ import sys
 from absl import flags
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_BAD_FLAGS = 0, 1, 2
+EXIT_INTERRUPTED = 130
 
 
 def parse_flags(fv: flags.FlagValues, argv: list[str], usage: str) -> int | None:

@@ -26,6 +26,11 @@ class ConfigError(ValueError):
     """A configuration value that cannot work; the message names the key."""
 
 
+class ConfigInputError(ConfigError):
+    """A well-formed configuration value naming a file or folder that is not there: bad input, not a bad
+    config (the command line exits 1 for it, not 2)."""
+
+
 def _phase(steps: int, content_loss: str, adversarial_weight: float, learning_rate: float = 1e-4,
            lr_decay_steps: int = 0) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict({
@@ -120,10 +125,11 @@ def phases_of(config: ml_collections.ConfigDict) -> list[str]:
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-    """Raises ConfigError naming the first key whose value cannot work."""
-    def need(ok: bool, key: str, msg: str) -> None:
+    """Raises ConfigError naming the first key whose value cannot work (ConfigInputError when the value
+    names a file or folder that is not there)."""
+    def need(ok: bool, key: str, msg: str, error: type[ConfigError] = ConfigError) -> None:
         if not ok:
-            raise ConfigError(f"config.{key}: {msg}")
+            raise error(f"config.{key}: {msg}")
 
     phases = phases_of(config)
     need(bool(phases) and all(p in PHASES for p in phases), "phases", f"must list phases from {PHASES}, got "
@@ -145,9 +151,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
         need(d.crop % 16 == 0, "data.crop", f"must be a multiple of 16 for the discriminator, got {d.crop}")
     if d.source in ("folder", "paired"):
         need(bool(d.path), "data.path", f"is required for source {d.source!r}")
-        need(Path(d.path).is_dir(), "data.path", f"folder {d.path} does not exist")
+        need(Path(d.path).is_dir(), "data.path", f"folder {d.path} does not exist", ConfigInputError)
     if d.val_dir:
-        need(Path(d.val_dir, "HR").is_dir(), "data.val_dir", f"{d.val_dir} has no HR/ folder")
+        need(Path(d.val_dir, "HR").is_dir(), "data.val_dir", f"{d.val_dir} has no HR/ folder", ConfigInputError)
     need(d.shuffle_buffer >= 1, "data.shuffle_buffer", f"must be >= 1, got {d.shuffle_buffer}")
 
     for name in phases:

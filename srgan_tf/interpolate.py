@@ -13,9 +13,10 @@ from __future__ import annotations
 import sys
 
 import keras
-from absl import app, flags
+from absl import flags
 
 import srgan_tf.models  # noqa: F401 - registers PixelShuffle for loading
+from srgan_tf import cli
 from srgan_tf.images import atomic_write
 
 
@@ -44,30 +45,38 @@ def _load(path: str) -> keras.Model:
         raise InterpolationError(f"{path}: cannot load ({str(e).strip().splitlines()[0][:200]})") from None
 
 
-_A = flags.DEFINE_string("a", None, "Generator at alpha = 0 (.keras), e.g. generator_srresnet.keras.")
-_B = flags.DEFINE_string("b", None, "Generator at alpha = 1 (.keras), e.g. generator_srgan.keras.")
-_ALPHA = flags.DEFINE_float("alpha", 0.8, "Blend weight of --b, in [0, 1].")
-_OUT = flags.DEFINE_string("out", None, "Where to write the blended generator (.keras).")
+def _flag_values() -> flags.FlagValues:
+    fv = flags.FlagValues()  # private, so importing this module defines no global flags
+    flags.DEFINE_string("a", None, "Generator at alpha = 0 (.keras), e.g. generator_srresnet.keras.", flag_values=fv)
+    flags.DEFINE_string("b", None, "Generator at alpha = 1 (.keras), e.g. generator_srgan.keras.", flag_values=fv)
+    flags.DEFINE_float("alpha", 0.8, "Blend weight of --b, in [0, 1].", lower_bound=0.0, upper_bound=1.0,
+                       flag_values=fv)
+    flags.DEFINE_string("out", None, "Where to write the blended generator (.keras; missing folders are made).",
+                        flag_values=fv)
+    for name in ("a", "b", "out"):
+        flags.mark_flag_as_required(name, flag_values=fv)
+    return fv
 
 
-def main(argv: list[str]) -> int:
-    del argv
-    if not (_A.value and _B.value and _OUT.value):
-        print("error: --a, --b and --out are required", file=sys.stderr)
-        return 2
-    if not _OUT.value.endswith(".keras"):
-        print(f"error: --out must end in .keras, got {_OUT.value}", file=sys.stderr)
-        return 2
+def main(argv: list[str] | None = None) -> int:
+    """The command line; returns the exit status (srgan_tf.cli's: 0 done, 1 a model that cannot be loaded
+    or blended, 2 a bad flag)."""
+    fv = _flag_values()
+    status = cli.parse_flags(fv, sys.argv if argv is None else argv,
+                             "python -m srgan_tf.interpolate --a=A.keras --b=B.keras --alpha=0.8 --out=OUT.keras")
+    if status is not None:
+        return status
+    if not fv.out.endswith(".keras"):
+        print(f"error: --out must end in .keras, got {fv.out}", file=sys.stderr)
+        return cli.EXIT_BAD_FLAGS
     try:
-        blended = interpolate(_load(_A.value), _load(_B.value), _ALPHA.value)
-    except InterpolationError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    atomic_write(_OUT.value, lambda tmp: blended.save(tmp))
-    print(f"wrote {_OUT.value}: {1 - _ALPHA.value:g} x {_A.value} + {_ALPHA.value:g} x {_B.value}")
-    return 0
+        blended = interpolate(_load(fv.a), _load(fv.b), fv.alpha)
+        atomic_write(fv.out, lambda tmp: blended.save(tmp))
+    except (InterpolationError, OSError) as e:
+        return cli.error(e)
+    print(f"wrote {fv.out}: {1 - fv.alpha:g} x {fv.a} + {fv.alpha:g} x {fv.b}")
+    return cli.EXIT_OK
 
 
 if __name__ == "__main__":
-    app.run(main)
-
+    sys.exit(main())

@@ -7,6 +7,7 @@ serving compare like with like. Adding a kind means one `_load_<kind>` function 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import zipfile
 from collections.abc import Callable
@@ -110,6 +111,13 @@ def _check_generator(model, spec: str, scale: int) -> None:
 SHIPPED: dict[str, str] = {"srresnet": "srresnet_x4.keras", "srgan": "srgan_x4.keras"}
 
 
+def _shipped_folder() -> Path:
+    """The installed package srgan_tf.weights (the repository's models/ folder) as a folder on disk."""
+    from importlib import resources
+
+    return Path(str(resources.files("srgan_tf.weights")))
+
+
 def shipped_model_path(name: str) -> Path:
     """The installed file of the shipped generator `name` (a key of SHIPPED).
 
@@ -118,9 +126,7 @@ def shipped_model_path(name: str) -> Path:
     """
     if name not in SHIPPED:
         raise ModelLoadError(f"{name}: not a shipped model (the shipped ones are {', '.join(SHIPPED)})")
-    from importlib import resources
-
-    path = Path(str(resources.files("srgan_tf.weights") / SHIPPED[name]))
+    path = _shipped_folder() / SHIPPED[name]
     if not path.is_file():
         raise ModelLoadError(f"{name}: the shipped model file {SHIPPED[name]} is missing (looked in {path.parent})")
     return path
@@ -174,10 +180,8 @@ def upscaler_from_keras(
     # tiled at two levels; any other generator runs as it is.
     graph, split = model, None
     if fast:
-        try:
+        with contextlib.suppress(GraphError):  # not a generator of srgan_tf.models: run it as it is
             graph, split = fast_generator(model), split_for_tiling(model)
-        except GraphError:
-            pass
 
     # A graph function frees each layer's activations as soon as they are used: half the peak memory and
     # time of an eager call, which keeps every intermediate alive. Sizes vary, so shapes stay unknown.

@@ -2,7 +2,7 @@
 (the perception-distortion plane).
 
 Both use matplotlib's object API on the Agg canvas (no pyplot, no display, no global state) and are written
-as PNG atomically. matplotlib is the `report` extra: `pip install "srgan-tf[report]"`.
+as PNG atomically. matplotlib is the `report` extra: `pip install 'srgan-tf[report]'`.
 """
 
 from __future__ import annotations

@@ -247,7 +247,8 @@ def make_report(workdir: str | os.PathLike, out_dir: str | os.PathLike, sets: Se
         raise ReportError("no benchmark set given (--sets)")
     for set_dir in set_dirs:
         if not (set_dir / "HR").is_dir():
-            raise ReportError(f"set {set_dir}: no such benchmark folder (expected {set_dir}/HR/)")
+            raise ReportError(f"set {set_dir}: no such benchmark folder (expected {set_dir}/HR/); give the "
+                              "benchmark folders with --sets=DIR[,DIR...]")
     if len({d.resolve().name for d in set_dirs}) < len(set_dirs):
         raise ReportError(f"two sets share a folder name: {', '.join(map(str, set_dirs))}")
     if not alphas or any(not 0.0 <= a <= 1.0 for a in alphas):
@@ -312,7 +313,8 @@ def _flag_values() -> flags.FlagValues:
     flags.DEFINE_string("workdir", None, "Training workdir (python -m srgan_tf.train's --workdir).", flag_values=fv)
     flags.DEFINE_string("out", None, "Report folder (created).", flag_values=fv)
     flags.DEFINE_string("markdown", None, "Also write the Markdown report here (e.g. RESULTS.md).", flag_values=fv)
-    flags.DEFINE_list("sets", DEFAULT_SETS, "Benchmark set folders (each with HR/).", flag_values=fv)
+    flags.DEFINE_list("sets", DEFAULT_SETS, "Benchmark set folders (each with HR/); the default is where a "
+                      "checkout keeps Set5 and Set14.", flag_values=fv)
     flags.DEFINE_list("alphas", DEFAULT_ALPHAS, "Network-interpolation weights of SRGAN, in [0, 1].", flag_values=fv)
     flags.DEFINE_string("command", None, "The training command line, quoted in the report.", flag_values=fv)
     flags.DEFINE_float("wall_time", None, "Training wall time in seconds (default: from summary.json).",

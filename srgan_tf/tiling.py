@@ -20,7 +20,7 @@ import numpy as np
 # LR pixels. With the default generator's 40-pixel margins a tile is run on 208x208 pixels: about 1.5 GB
 # peak in graph mode (SavedModel, tf.function) and 3.1 GB through eager Keras on this CPU.
 DEFAULT_TILE = 128
-# Where `python -m export` records scale and receptive radius: a JSON file in a SavedModel's
+# Where `python -m srgan_tf.export` records scale and receptive radius: a JSON file in a SavedModel's
 # assets.extra/ folder, and a metadata entry of that name in a TFLite flatbuffer.
 SAVEDMODEL_METADATA_FILE = "srgan_tf.json"
 TFLITE_METADATA_NAME = "srgan_tf"
@@ -69,6 +69,16 @@ def receptive_radius(model, input_index: int | None = None) -> tuple[int, int]:
     return radius, scale
 
 
+def _scale_of(model) -> int:
+    from srgan_tf.models import PixelShuffle
+
+    scale = 1
+    for layer in model.layers:
+        if isinstance(layer, PixelShuffle):
+            scale *= layer.factor
+    return scale
+
+
 def _input_interval(model, out_index: int, axis: int, input_index: int = 0) -> tuple[int, int]:
     from keras import layers
 
@@ -98,7 +108,8 @@ def _input_interval(model, out_index: int, axis: int, input_index: int = 0) -> t
             for t in node.arguments.keras_tensors:
                 old = intervals.get(id(t))
                 intervals[id(t)] = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
-    return intervals[id(model.inputs[input_index])]
+    # An input that no output pixel reads (the generator tail's LR input without the bicubic skip) has none.
+    return intervals.get(id(model.inputs[input_index]), (out_index // _scale_of(model), out_index // _scale_of(model)))
 
 
 @dataclass(frozen=True)
@@ -167,7 +178,7 @@ def upscale_tiled(
 
 
 def tflite_metadata(model_bytes: bytes) -> dict | None:
-    """The JSON metadata `python -m export` stores in a TFLite flatbuffer, or None if there is none."""
+    """The JSON metadata `python -m srgan_tf.export` stores in a TFLite flatbuffer, or None if there is none."""
     from tensorflow.lite.python import schema_py_generated as schema
 
     model = schema.Model.GetRootAs(model_bytes, 0)
@@ -201,7 +212,7 @@ def margin_for(spec: str | os.PathLike) -> int:
         return receptive_radius(keras.models.load_model(path, compile=False))[0]
     radius = (artifact_metadata(path) or {}).get("receptive_radius")
     if not isinstance(radius, int):
-        raise TilingError(f"{spec}: no receptive radius recorded (not written by `python -m export`); "
+        raise TilingError(f"{spec}: no receptive radius recorded (not written by `python -m srgan_tf.export`); "
                           "pass --margin")
     return radius
 

@@ -1,6 +1,7 @@
-"""Trains SRResNet and SRGAN: `python -m srgan_tf.train --config=configs/srgan.py --workdir=runs/srgan`.
+"""Trains SRResNet and SRGAN: `python -m srgan_tf.train --config=srgan --workdir=runs/srgan`.
 
-Both flags are optional (defaults: configs/quickstart.py, runs/<config name>). Config values are overridden
+Both flags are optional (defaults: the shipped config quickstart, runs/<config name>). `--config` is the name
+of a shipped config (srgan_tf.configs, the repository's configs/) or a config file's path. Config values are overridden
 with `--config.KEY=VALUE`. Re-running the same command on the same workdir resumes where it stopped; a
 finished phase is not redone. The workdir receives:
   checkpoints/<phase>/   G, D, both optimizers (their iteration count is the phase's step)
@@ -18,6 +19,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import keras
 import ml_collections
@@ -25,9 +27,10 @@ import tensorflow as tf
 from absl import app, flags
 from ml_collections import config_flags
 
-from srgan_tf import data, distribute
+from srgan_tf import configs, data, distribute
 from srgan_tf.callbacks import DivergenceGuard, PhaseProgress, Summaries
-from srgan_tf.config import ConfigError, phases_of, validate
+from srgan_tf.cli import EXIT_BAD_FLAGS, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
+from srgan_tf.config import ConfigError, ConfigInputError, phases_of, validate
 from srgan_tf.ema import WeightAverage
 from srgan_tf.evaluate import evaluate
 from srgan_tf.images import atomic_write
@@ -38,8 +41,7 @@ from srgan_tf.models import build_discriminator, build_generator
 from srgan_tf.srgan import SRGAN
 
 log = logging.getLogger("srgan_tf")
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "quickstart.py"
-EXIT_INTERRUPTED = 130
+DEFAULT_CONFIG = configs.config_path("quickstart")  # the installed file, wherever the package is
 
 
 class Interrupted(Exception):  # noqa: N818 (a signal, not an error)
@@ -264,8 +266,11 @@ def evaluate_phases(config: ml_collections.ConfigDict, workdir: Path, phases: li
 
 
 def main(argv: list[str]) -> int:
+    """Trains as the parsed flags say; returns the exit status (srgan_tf.cli's: 2 for a config that cannot
+    be loaded or is invalid, 1 for bad input or a failed run, 130 when interrupted), after one `error:` line."""
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        print(f"error: unexpected arguments: {' '.join(argv[1:])}", file=sys.stderr)
+        return EXIT_BAD_FLAGS
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", force=True)
     FLAGS = flags.FLAGS  # noqa: N806 (absl's conventional name)
     config_file = config_flags.get_config_filename(FLAGS["config"])
@@ -275,24 +280,28 @@ def main(argv: list[str]) -> int:
     except Exception as e:  # config_flags wraps whatever the config file raised
         reason = [line.strip() for line in str(e).splitlines() if line.strip()][-1]
         print(f"error: cannot load config file {config_file}: {reason}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_FLAGS
     workdir = FLAGS.workdir or str(Path("runs") / Path(config_file).stem)
     try:
         summary = run(config, workdir)
     except Interrupted as e:
         print(f"interrupted: {e}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except USER_ERRORS as e:
+    except KeyboardInterrupt:  # before the phase's own handler is installed
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
-    except DivergenceError as e:
+        return EXIT_BAD_INPUT if isinstance(e, ConfigInputError) else EXIT_BAD_FLAGS
+    except (*USER_ERRORS, DivergenceError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return EXIT_BAD_INPUT
     print(json.dumps(summary, indent=2))
-    return 0
+    return EXIT_OK
 
 
 def _flag_error(argv: list[str], e: Exception) -> str:
+    """The one `error: ...` line for an exception raised while absl and config_flags parse `argv`."""
     if isinstance(e, (AttributeError, KeyError)):
         lines = str(e.args[0] if e.args else e).replace("\\n", "\n").splitlines() or [""]
         overrides = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")]
@@ -300,23 +309,42 @@ def _flag_error(argv: list[str], e: Exception) -> str:
                    overrides[0] if overrides else "--config")
         hint = lines[1].strip("'\"") if len(lines) > 1 else ""
         return f"error: {bad}: no such config key" + (f" ({hint})" if hint else "")
-    return f"error: {type(e).__name__}: {str(e).strip().splitlines()[0]}"
+    text = str(e).strip().splitlines()
+    return f"error: {type(e).__name__}: {text[0] if text else ''}"
 
 
 def cli() -> None:
-    """The command line; a bad flag or config override ends in a one-line error and exit status 1."""
+    """The command line: `python -m srgan_tf.train [--config=NAME|FILE.py] [--config.KEY=VALUE ...] [--workdir=DIR]`.
+
+    `--config` is a shipped config's name (`srgan`, `quickstart`, ...; see srgan_tf.configs) or the path of a
+    config file (default: the shipped quickstart). Exits with srgan_tf.cli's statuses: 2 after a one-line
+    error for a bad flag, config name, config file or override, 1 for bad input or a failed run, 130 when
+    interrupted.
+    """
+
+    def fail(line: str) -> NoReturn:
+        print(line, file=sys.stderr)
+        sys.exit(EXIT_BAD_FLAGS)
+
+    try:
+        # ml_collections loads a config from a file path and reads sys.argv itself: names become paths first.
+        sys.argv[:] = configs.resolve_argv(sys.argv)
+    except configs.ConfigNameError as e:
+        fail(f"error: {e}")
     try:
         # config_flags already applies the --config.* overrides of sys.argv while defining the flag.
-        config_flags.DEFINE_config_file("config", str(DEFAULT_CONFIG), "Experiment config file.", lock_config=True)
+        config_flags.DEFINE_config_file("config", str(DEFAULT_CONFIG), "Experiment config: a shipped config's "
+                                        f"name ({', '.join(configs.names())}) or a config file's path.",
+                                        lock_config=True)
     except (AttributeError, KeyError, TypeError, ValueError) as e:
-        sys.exit(_flag_error(sys.argv, e))
-    flags.DEFINE_string("workdir", None, "Output folder (default: runs/<config file name>).")
+        fail(_flag_error(sys.argv, e))
+    flags.DEFINE_string("workdir", None, "Output folder (default: runs/<config name>).")
 
     def parse(argv: list[str]) -> list[str]:
         try:
             return flags.FLAGS(argv)
         except Exception as e:  # a bad flag, override, or config file (which is code, and may raise anything)
-            sys.exit(_flag_error(argv, e))
+            fail(_flag_error(argv, e))
 
     app.run(main, flags_parser=parse)
 

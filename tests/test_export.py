@@ -1,4 +1,4 @@
-"""python -m export on a small generator: SavedModel signatures, warm-up, limits, TFLite variants, report."""
+"""python -m srgan_tf.export on a small generator: SavedModel signatures, warm-up, limits, TFLite variants, report."""
 
 import base64
 import http.server
@@ -19,11 +19,11 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from export import ExportError
-from export.__main__ import main
-from export.pipeline import run_export
-from export.tflite import VARIANTS, check_tflite, relu_form
-from export.warmup import WARMUP_FILE
+from srgan_tf.export import ExportError
+from srgan_tf.export.__main__ import main
+from srgan_tf.export.pipeline import run_export
+from srgan_tf.export.tflite import VARIANTS, check_tflite, relu_form
+from srgan_tf.export.warmup import WARMUP_FILE
 from srgan_tf.images import save_image
 from srgan_tf.loader import load_upscaler, tflite_interpreter
 from srgan_tf.models import build_generator
@@ -364,6 +364,15 @@ def test_python_client_against_a_stub_rest_server(exported, loaded, tmp_path):
         server.shutdown()
 
 
+def test_python_client_help_shows_its_defaults_and_arguments():
+    res = subprocess.run([sys.executable, str(REPO / "docs" / "serving_client.py"), "--help"], capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0
+    text = " ".join(res.stdout.split())  # argparse wraps lines at the terminal width
+    assert "(default: http://localhost:8501)" in text and "(default: srgan)" in text
+    assert "input the image file to upscale" in text and "output where to write the upscaled image" in text
+
+
 def test_saved_model_cli_output_in_docs_matches_the_export(exported):
     shown = subprocess.run(
         [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "show", "--all",
@@ -445,13 +454,14 @@ def test_float_tflite_matches_keras(exported, variant, atol):
 def test_report_fidelity_is_what_the_artifacts_produce(exported, shared_data_or_none):
     if shared_data_or_none is None:
         pytest.skip("benchmark data not found")
-    from export.report import fidelity, load_pairs, reference_outputs
+    from srgan_tf.export.report import fidelity, load_pairs, reference_outputs
 
     keras_upscaler = load_upscaler(str(exported["root"] / "g.keras"))
     all_pairs = load_pairs(shared_data_or_none / "Set5")
     all_ref = reference_outputs(keras_upscaler, all_pairs)
     itself = fidelity(keras_upscaler, all_pairs[:1], all_ref[:1])
     assert itself["psnr_vs_keras_db"] is None and itself["max_abs_diff_float"] == 0
+    assert exported["report"]["fidelity_not_measured"] is None
     arts = {a["name"]: a for a in exported["report"]["artifacts"]}
     for name in ("savedmodel v1", "tflite fp32"):
         fid = arts[name]["fidelity"]
@@ -561,7 +571,15 @@ def test_new_export_gets_the_next_version_and_never_overwrites(exported, tmp_pat
             "--latency_runs=0", "--fidelity_data=/nonexistent"]
     assert main(argv) == 0
     assert (out / "serving" / "srgan" / "2" / "saved_model.pb").is_file()
-    assert "fidelity skipped" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    # Without benchmark images fidelity is "not measured" with the reason and the flag to give, not blanks.
+    notes = [line for line in printed.splitlines() if "fidelity" in line]
+    assert notes == ["note: fidelity not measured: no LR_bicubic_x4/ and HR/ image pairs under /nonexistent; give "
+                     "--fidelity_data=SET_DIR, a benchmark folder with LR_bicubic_x4/ and HR/ (e.g. Set5)"], printed
+    assert "PSNR vs Keras" not in printed and "max|d|" not in printed
+    report = json.loads((out / "report.json").read_text())
+    assert report["fidelity_data"] is None and "--fidelity_data" in report["fidelity_not_measured"]
+    assert all(a["fidelity"] is None for a in report["artifacts"])
     assert main([*argv, "--version=1"]) == 1
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "already exists" in err
@@ -571,8 +589,8 @@ def test_new_export_gets_the_next_version_and_never_overwrites(exported, tmp_pat
     ("flags", "status", "message"),
     [
         (["--generator={tmp}/missing.keras"], 1, "no such file"),
-        (["--generator={tmp}/g.keras", "--formats=onnx"], 1, "unknown or no formats"),
-        (["--generator={tmp}/g.keras", "--name=a/b"], 1, "--name"),
+        (["--generator={tmp}/g.keras", "--formats=onnx"], 2, "unknown or no formats"),
+        (["--generator={tmp}/g.keras", "--name=a/b"], 2, "--name"),
         (["--generator={tmp}/g.keras", "--calibration_dir={tmp}/nope"], 1, "not a folder"),
         (["--generator={tmp}/g.keras", "--version=0"], 2, "version"),
         (["--generator={tmp}/g.keras", "stray"], 2, "unexpected arguments"),

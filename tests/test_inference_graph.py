@@ -65,13 +65,14 @@ def test_other_models_are_refused():
         fast_generator(build_discriminator(32))
 
 
+@pytest.mark.parametrize("skip", [False, True])
 @pytest.mark.parametrize("budget", [10**9, 2_000_000, 300_000])  # one window; several; many, at the minimum
-def test_two_level_tiling_equals_the_whole_image(budget):
+def test_two_level_tiling_equals_the_whole_image(budget, skip):
     """Trunk windows with the full margin, tail tiles with the tail's margin: the generator's own output."""
     from srgan_tf.inference_graph import split_for_tiling
     from srgan_tf.tiling import plan_two_level, upscale_two_level
 
-    g = _generator(4, True)
+    g = _generator(4, skip)
     split = split_for_tiling(g)
     assert split.trunk_radius + split.tail_radius == receptive_radius(g)[0]
     x = np.random.default_rng(0).random((70, 53, 3), np.float32)

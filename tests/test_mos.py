@@ -219,6 +219,31 @@ def test_prepare_failing_midway_leaves_nothing(study_inputs, tmp_path, monkeypat
     assert len(calls) == 3 and list(tmp_path.iterdir()) == []
 
 
+def test_prepare_cli_makes_the_missing_parents_of_out(study_inputs, tmp_path, capsys):
+    """The README's `--out=studies/set14` works where studies/ does not exist yet."""
+    hr, _c, _t = study_inputs
+    code, out, err = run_cli(capsys, "prepare", f"--hr={hr}", "--method", "nearest", "--repeats=0",
+                             f"--out={tmp_path / 'studies' / 'set14'}")
+    assert code == 0, err
+    assert (tmp_path / "studies" / "set14" / IMAGES_DIR).is_dir() and "wrote" in out
+
+
+def test_prepare_failing_midway_removes_the_parents_it_made(study_inputs, tmp_path, monkeypatch):
+    hr, _c, _t = study_inputs
+    import srgan_tf.mos.prepare as prepare_module
+
+    def failing_save(path, image):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(prepare_module, "save_image", failing_save)
+    with pytest.raises(OSError, match="disk full"):
+        prepare_study(hr, ["nearest"], tmp_path / "a" / "b" / "s")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StudyError, match="not a folder"):
+        prepare_study(hr, ["nearest"], tmp_path / "file" / "s")
+
+
 def test_prepare_cli_flag_errors_exit_2(capsys):
     code, _out, err = run_cli(capsys, "prepare", "--hr=x")
     assert code == 2 and one_error_line(err)
@@ -402,7 +427,7 @@ def test_commands_name_the_missing_extra(study_dir, capsys, monkeypatch):
         code, _out, err = run_cli(capsys, command, f"--study={study_dir}")
         line = one_error_line(err)
         assert code == 1 and line.startswith(f"error: `{command}` needs ") and missing in line
-        assert line.endswith("pip install -e '.[mos]'")
+        assert line.endswith("pip install 'srgan-tf[mos]'")
 
 
 # --- the web app, in process ---

@@ -217,6 +217,21 @@ def test_bad_input_is_a_one_line_error(run, tmp_path, capsys, case, extra, statu
     assert not (tmp_path / "out" / "results.json").exists()
 
 
+def test_default_sets_outside_a_checkout_name_the_flag_to_give(tmp_path, capsys, monkeypatch):
+    """The default --sets is where a checkout keeps the benchmark sets; elsewhere one line says what to give."""
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    (workdir / "config.json").write_text(json.dumps({"model": {"scale": 4}, "data": {"degradation": "matlab"}}))
+    for method in ("srresnet", "srgan"):
+        (workdir / f"generator_{method}.keras").write_bytes(b"never read: the sets are checked first")
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert report.main(["report", f"--workdir={workdir}", f"--out={tmp_path / 'out'}"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "../shared/data/Set5: no such benchmark folder" in err[0], err
+    assert err[0].endswith("give the benchmark folders with --sets=DIR[,DIR...]"), err
+
+
 def test_missing_matplotlib_is_a_one_line_error(run, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` raise ImportError
     capsys.readouterr()

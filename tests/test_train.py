@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from srgan_tf import train
+from srgan_tf import cli, train
 from srgan_tf.config import base_config
 from srgan_tf.losses import pixel_mse
 from srgan_tf.models import build_discriminator, build_generator
@@ -161,9 +161,27 @@ def test_bad_config_is_a_one_line_error(tmp_path, override, key):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     res = subprocess.run(_train_cmd(tmp_path, override), cwd=REPO, env=env, capture_output=True, text=True,
                          timeout=120)
-    assert res.returncode != 0
+    assert res.returncode == cli.EXIT_BAD_FLAGS  # 2: a config error (srgan_tf.cli's convention)
     errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and key in errors[0], res.stderr[-2000:]
+    assert "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("args,status,message", [
+    # A shipped config by name, its overrides applied: srresnet's steps, then a misspelt key.
+    (["--config=srresnet", "--config.srresnet.steps=-5"], 2, "config.srresnet.steps: must be >= 0"),
+    (["--config", "srresnet", "--config.train.no_such_key=1"], 2, "--config.train.no_such_key: no such config key"),
+    (["--config=no_such_config"], 2, "--config=no_such_config: no shipped config of that name"),
+    ([f"--config={REPO / 'configs' / 'srresnet.py'}", "stray"], 2, "unexpected arguments: stray"),
+    # The name resolved (source tfds), then bad input: a data folder that is not there is not a config error.
+    (["--config=srresnet", "--config.data.source=folder", "--config.data.path=/nonexistent"], 1, "/nonexistent"),
+])
+def test_config_names_and_exit_statuses(tmp_path, args, status, message):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    res = subprocess.run([sys.executable, "-m", "srgan_tf.train", f"--workdir={tmp_path}", *args], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=120)
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert res.returncode == status and len(errors) == 1 and message in errors[0], res.stderr[-2000:]
     assert "Traceback" not in res.stderr
 
 
@@ -171,8 +189,27 @@ def test_missing_data_folder_is_a_one_line_error(tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     res = subprocess.run(_train_cmd(tmp_path, "--config.data.source=folder", f"--config.data.path={tmp_path}/nope"),
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
-    assert res.returncode == 2
+    assert res.returncode == cli.EXIT_BAD_INPUT  # 1: bad input, not a bad config
     assert "error: config.data.path: folder" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_interpolate_command_exit_statuses(tmp_path, capsys):
+    from srgan_tf.interpolate import main
+
+    build_generator(2, 16).save(tmp_path / "a.keras")
+    cases = [([f"--a={tmp_path}/a.keras", f"--out={tmp_path}/c.keras"], 2, "--b"),
+             ([f"--a={tmp_path}/a.keras", f"--b={tmp_path}/a.keras", "--alpha=1.5", f"--out={tmp_path}/c.keras"], 2,
+              "alpha"),
+             ([f"--a={tmp_path}/a.keras", f"--b={tmp_path}/a.keras", f"--out={tmp_path}/c.h5"], 2, ".keras"),
+             ([f"--a={tmp_path}/a.keras", f"--b={tmp_path}/nope.keras", f"--out={tmp_path}/c.keras"], 1, "nope.keras")]
+    for args, status, message in cases:
+        capsys.readouterr()
+        assert main(["interpolate", *args]) == status, args
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error:") and message in err[0], err
+    assert main(["interpolate", f"--a={tmp_path}/a.keras", f"--b={tmp_path}/a.keras",
+                 f"--out={tmp_path}/new/folder/c.keras"]) == 0  # missing folders of --out are made
+    assert (tmp_path / "new" / "folder" / "c.keras").is_file()
 
 
 def test_interpolation_blends_every_weight(tmp_path):

@@ -8,9 +8,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+
 from srgan_tf.export.savedmodel import export_savedmodel
 from srgan_tf.export.tflite import export_tflite
-
 from srgan_tf.images import load_image, save_image
 from srgan_tf.loader import load_upscaler
 from srgan_tf.models import build_generator

@@ -7,5 +7,5 @@
   agreement, the score-distribution plot.
 
 Run `python -m srgan_tf.mos --help`. The web server and the report need the `mos` extra
-(`pip install -e '.[mos]'`); building a study needs only the base package.
+(`pip install 'srgan-tf[mos]'`); building a study needs only the base package.
 """

@@ -5,7 +5,8 @@
     python -m srgan_tf.mos serve --study=studies/set14 --port=8000
     python -m srgan_tf.mos report --study=studies/set14
 
-Exit status: 0 done, 1 unusable input (one-line `error: ...` on stderr), 2 bad command line.
+Exit status (srgan_tf.cli's): 0 done, 1 unusable input (one-line `error: ...` on stderr), 2 bad command line,
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def _prepare_flags() -> flags.FlagValues:
     flags.DEFINE_multi_string("method", None, "NAME=MODEL, once per method. MODEL is nearest, bicubic, hr (the HR "
                               "image itself) or a .keras / SavedModel / .tflite generator; a built-in may stand "
                               "alone (--method bicubic).", flag_values=fv)
-    flags.DEFINE_string("out", None, "Study folder to create (must not exist, or be empty).", flag_values=fv)
+    flags.DEFINE_string("out", None, "Study folder to create (must not exist, or be empty; missing parent folders "
+                        "are made).", flag_values=fv)
     flags.DEFINE_integer("scale", 4, "Upscaling factor.", lower_bound=1, flag_values=fv)
     flags.DEFINE_string("calibration_hr", None, "Folder of images for the calibration examples (default: --hr). "
                         "The paper calibrated on images outside the test set.", flag_values=fv)
@@ -87,7 +89,7 @@ def _report_flags() -> flags.FlagValues:
 def _require(command: str, modules: tuple[str, ...]) -> None:
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
-        raise UserError(f"`{command}` needs {', '.join(missing)}: pip install -e '.[mos]'")
+        raise UserError(f"`{command}` needs {', '.join(missing)}: pip install 'srgan-tf[mos]'")
 
 
 def _run_prepare(fv: flags.FlagValues) -> None:
@@ -169,15 +171,15 @@ COMMANDS: dict[str, tuple[Callable[[], flags.FlagValues], Callable[[flags.FlagVa
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs one command; returns the exit status (0 ok, 1 bad input, 2 bad command line)."""
+    """Runs one command; returns the exit status (0 ok, 1 bad input, 2 bad command line, 130 interrupted)."""
     argv = sys.argv if argv is None else argv
     if len(argv) < 2 or argv[1] in ("-h", "--help", "-help", "help"):
         print(USAGE)
-        return 0 if len(argv) >= 2 else 2
+        return cli.EXIT_OK if len(argv) >= 2 else cli.EXIT_BAD_FLAGS
     command = argv[1]
     if command not in COMMANDS:
         print(f"error: unknown command {command!r}; expected one of {', '.join(COMMANDS)}", file=sys.stderr)
-        return 2
+        return cli.EXIT_BAD_FLAGS
     make_flags, run = COMMANDS[command]
     fv = make_flags()
     status = cli.parse_flags(fv, [f"srgan_tf.mos {command}", *argv[2:]], f"python -m srgan_tf.mos {command} [--flags]")
@@ -187,10 +189,10 @@ def main(argv: list[str] | None = None) -> int:
         run(fv)
     except (UserError, StudyError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return cli.EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        return 130
-    return 0
+        return cli.EXIT_INTERRUPTED
+    return cli.EXIT_OK
 
 
 if __name__ == "__main__":

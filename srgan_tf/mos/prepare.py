@@ -95,8 +95,22 @@ def _hr_and_lr(path: Path, scale: int) -> tuple[np.ndarray, np.ndarray]:
 def _check_target(out_dir: Path) -> None:
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise StudyError(f"{out_dir}: already exists and is not an empty folder (a study is never overwritten)")
-    if not out_dir.parent.is_dir():
-        raise StudyError(f"{out_dir.parent}: no such folder")
+    parent = out_dir.parent
+    while not parent.exists() and parent != parent.parent:  # missing parents are made, but not through a file
+        parent = parent.parent
+    if not parent.is_dir():
+        raise StudyError(f"{parent}: not a folder, so the study folder {out_dir} cannot be made in it")
+
+
+def _make_parents(folder: Path) -> list[Path]:
+    """Makes `folder` and its missing parents; returns those it made, outermost first."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for made in reversed(missing):
+        made.mkdir()
+    return missing[::-1]
 
 
 def _images(folder: Path, what: str) -> list[Path]:
@@ -120,7 +134,8 @@ def prepare_study(
     title: str = DEFAULT_TITLE,
     log: Callable[[str], None] | None = None,
 ) -> dict:
-    """Builds the study folder `out_dir` (which must not exist, or be empty) and returns its manifest.
+    """Builds the study folder `out_dir` (which must not exist, or be empty; missing parent folders are
+    made, and removed again if the run fails) and returns its manifest.
 
     `methods` are `Method`s or `NAME=SPEC` strings. `calibration_hr` (default: `hr_dir`) supplies the
     calibration images, of which up to `calibration_images` are picked at random; `repeats` test items
@@ -151,8 +166,12 @@ def prepare_study(
             "(pass --calibration_hr)")
     upscalers = _upscalers(methods, scale)
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    made = _make_parents(out_dir.parent)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    except BaseException:
+        _remove_empty(made)
+        raise
     try:
         manifest = _build(tmp, hr_dir, hr_paths, calibration_dir, calibration_paths, methods, upscalers, scale,
                           repeats, rng, title, log)
@@ -164,8 +183,19 @@ def prepare_study(
         os.rename(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(made)
         raise
     return manifest
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Removes the folders `_make_parents` made (innermost first) while they are empty: a failed run leaves
+    nothing behind."""
+    for folder in reversed(folders):
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _build(tmp: Path, hr_dir: Path, hr_paths: list[Path], calibration_dir: Path, calibration_paths: list[Path],

@@ -387,3 +387,20 @@ def test_memory_budget_plans_two_level_tiles_that_equal_the_whole_image(model, t
     failures = run(model["spec"], tmp_path / "in.png", tmp_path / "big.png", max_memory=100_000, log=lambda line: None)
     assert len(failures) == 1 and "more than half of --max_memory" in failures[0][1]
     assert not (tmp_path / "big.png").exists()
+
+
+def test_the_console_script_upscales_with_the_shipped_srgan_by_default(tmp_path):
+    """`srgan-upscale photo.png` (the installed console script, run from another folder) writes
+    photo_x4.png beside the photo with the shipped perceptual generator, and its terminal stays quiet."""
+    script = Path(sys.executable).with_name("srgan-upscale")
+    if not script.is_file():
+        pytest.skip(f"no console script beside {sys.executable} (the package is not installed in this environment)")
+    rng = np.random.default_rng(5)
+    photo = np.clip(rng.normal(120, 40, (24, 20, 3)), 0, 255).astype(np.uint8)
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    done = subprocess.run([str(script), "photo.png"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stderr == "", done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == f"wrote {Path('photo_x4.png')}"
+    out = np.asarray(Image.open(tmp_path / "photo_x4.png"))
+    want = load_upscaler("srgan")(photo)
+    assert out.shape == (96, 80, 3) and np.abs(out.astype(int) - want).max() <= 1

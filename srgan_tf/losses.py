@@ -59,7 +59,8 @@ def load_vgg19(weights: str = "imagenet") -> keras.Model:
             return keras.applications.VGG19(weights="imagenet", **kwargs)
         except Exception as e:  # Keras raises several kinds of network errors here
             raise WeightsUnavailableError(
-                f"VGG19 ImageNet weights are not in Keras' cache and could not be downloaded ({type(e).__name__}). "
+                f"VGG19 ImageNet weights are not in Keras' cache and could not be downloaded ({type(e).__name__}: "
+                f"{(str(e).strip().splitlines() or ['no message'])[0][:200]}). "
                 f"Place {VGG19_NOTOP_FILE} at {vgg19_cache_path()} or set --config.loss.vgg_weights=/path/to/it, "
                 "or use a content loss that needs no weights (mse)."
             ) from None

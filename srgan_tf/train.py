@@ -36,7 +36,7 @@ from srgan_tf.evaluate import evaluate
 from srgan_tf.images import atomic_write
 from srgan_tf.loader import load_upscaler
 from srgan_tf.lock import WorkdirBusyError, workdir_lock
-from srgan_tf.losses import WeightsUnavailableError, make_content_loss
+from srgan_tf.losses import WeightsUnavailableError, load_vgg19, make_content_loss
 from srgan_tf.models import build_discriminator, build_generator
 from srgan_tf.srgan import SRGAN
 
@@ -217,6 +217,10 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: Path, strategy: tf.d
             config.data, scale, config.train.batch_size, config.seed, skipped, start=position), config.train.batch_size)
 
     make_dataset(0)  # fails now, before any model is built, when the data cannot be used
+    # Every phase's needs are checked before the first step of the first one: a VGG content loss of phase 2
+    # must not fail after days of phase 1.
+    if any(config[name].content_loss.startswith("vgg") for name in names):
+        load_vgg19(config.loss.vgg_weights)
     val_images = data.validation_images(config.data, scale) if chief else []
     writer = tf.summary.create_file_writer(str(workdir / "tensorboard")) if chief else tf.summary.create_noop_writer()
     sync_bn = strategy.num_replicas_in_sync > 1

@@ -360,3 +360,14 @@ def test_every_config_file_loads_and_validates(path):
     from srgan_tf.config import validate
 
     validate(config)
+
+
+def test_a_missing_vgg_weights_file_stops_before_the_first_phase(tmp_path):
+    """SRGAN-VGG54 after SRResNet: the weights are checked at start, not after the whole SRResNet phase."""
+    from srgan_tf.losses import WeightsUnavailableError
+
+    c = tiny_config(srresnet_steps=5, srgan_steps=2)
+    c.srgan.content_loss, c.loss.vgg_weights = "vgg54", str(tmp_path / "no_such_vgg19.h5")
+    with pytest.raises(WeightsUnavailableError, match="no_such_vgg19.h5"):
+        train.run(c, tmp_path / "w")
+    assert not (tmp_path / "w" / "checkpoints").exists()

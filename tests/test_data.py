@@ -250,10 +250,11 @@ def test_a_prepared_tfds_dataset_trains(tmp_path):
     assert float(hr.numpy().min()) >= -1 and float(hr.numpy().max()) <= 1
 
 
-def test_the_tfds_prepare_path_gets_past_its_lazy_imports():
-    """download_and_prepare reaches etils.epath.resource_path, which imports importlib_resources (undeclared
-    by tensorflow-datasets 4.9.10): with it installed, a DIV2K config gets to the download itself. (The
-    download is not attempted here: without internet TFDS retries it for minutes before it fails.)"""
-    from etils import epath
+def test_the_tfds_prepare_path_gets_past_its_lazy_imports(tmp_path):
+    """download_and_prepare first reads the builder's code_path, which imports importlib_resources lazily
+    (tensorflow-datasets 4.9.10 does not declare it; without it: ModuleNotFoundError before any download).
+    The download itself is not attempted: without internet TFDS retries it for minutes before failing."""
+    import tensorflow_datasets as tfds
 
-    assert (Path(epath.resource_path("tensorflow_datasets")) / "__init__.py").is_file()
+    builder = tfds.builder("div2k/bicubic_x4", data_dir=str(tmp_path))
+    assert str(builder.code_path).endswith(".py")

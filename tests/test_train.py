@@ -288,11 +288,12 @@ def test_the_cpu_demo_pipeline_runs_end_to_end_in_miniature(tmp_path, shared_dat
     spec.loader.exec_module(module)
     demo = module.get_config()
     assert (demo.model.num_blocks, demo.model.filters, demo.data.crop, demo.train.batch_size) == (16, 64, 96, 16)
-    assert demo.data.source == "sample" and demo.data.degradation == "matlab"
+    assert demo.data.source == "folder" and demo.data.degradation == "matlab"
 
     set5 = shared_data / "Set5"
     cmd = _train_cmd(tmp_path, "--config.srresnet.steps=3", "--config.srgan.steps=2", "--config.train.log_every=1",
-                     "--config.train.eval_every=0", f"--config.evaluate_on={set5}")
+                     "--config.train.eval_every=0", f"--config.evaluate_on={set5}",
+                     f"--config.data.path={shared_data / 'train291'}", f"--config.data.val_dir={set5}")
     cmd.insert(3, "--config=configs/cpu_demo.py")  # absl wants the file before its overrides
     res = subprocess.run(
         cmd,

@@ -52,13 +52,14 @@ class Upscaler:
         scale: int,
         predict_float: Callable[[np.ndarray], np.ndarray],
         upscale_uint8: Callable[[np.ndarray], np.ndarray] | None = None,
+        split: SplitGenerator | None = None,
     ):
         self.name = name
         self.scale = int(scale)
         self._predict_float = predict_float
         self._upscale_uint8 = upscale_uint8
-        # Set by the Keras loader for generators of srgan_tf.models: trunk and tail for two-level tiling.
-        self.split: SplitGenerator | None = None
+        # Given by the Keras loader for generators of srgan_tf.models: trunk and tail for two-level tiling.
+        self.split = split
 
     def predict_float(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float32)
@@ -191,9 +192,7 @@ def upscaler_from_keras(
         y = run(tf.convert_to_tensor(x))
         return (np.asarray(y, dtype=np.float32) + 1.0) / 2.0  # tanh [-1, 1] -> [0, 1]
 
-    upscaler = Upscaler(name=name, scale=scale, predict_float=predict_float)
-    upscaler.split = split
-    return upscaler
+    return Upscaler(name=name, scale=scale, predict_float=predict_float, split=split)
 
 
 # --- SavedModel folders and .tflite files written by `python -m srgan_tf.export` ---

@@ -43,7 +43,7 @@ from srgan_tf.evaluate import (  # noqa: E402
 )
 from srgan_tf.images import ImageError, atomic_write, find_images, load_image  # noqa: E402
 from srgan_tf.interpolate import InterpolationError, interpolate  # noqa: E402
-from srgan_tf.loader import ModelLoadError, Upscaler, load_upscaler, upscaler_from_keras  # noqa: E402
+from srgan_tf.loader import ModelLoadError, Upscaler, load_generator, load_upscaler, upscaler_from_keras  # noqa: E402
 from srgan_tf.report_markdown import GENERATORS, METHODS, format_markdown, num  # noqa: E402
 
 DEFAULT_SETS = "../shared/data/Set5,../shared/data/Set14"
@@ -72,19 +72,12 @@ def _read_config(workdir: Path) -> dict:
     return config
 
 
-def _load_generator(path: Path, scale: int):
-    import keras
-
-    import srgan_tf.models  # noqa: F401 - registers PixelShuffle for deserialisation
-
-    if not path.is_file():
-        raise ReportError(f"{path.parent}: no {path.name} (the report needs both training phases finished)")
+def _load_generator(path: Path):
+    """srgan_tf.loader.load_generator, its one-line error in the report's words."""
     try:
-        model = keras.models.load_model(path, compile=False)
-    except Exception as e:  # Keras raises many types for bad archives
-        raise ReportError(f"{path}: cannot load ({str(e).strip().splitlines()[0][:200]})") from None
-    upscaler_from_keras(model, scale, source=str(path))  # raises ModelLoadError unless it is a generator
-    return model
+        return load_generator(path)
+    except ModelLoadError as e:
+        raise ReportError(f"{path}: cannot load ({str(e).removeprefix(f'{path}: ')})") from None
 
 
 def _paper(set_name: str, scale: int) -> dict[str, dict[str, float]] | None:
@@ -259,7 +252,7 @@ def make_report(workdir: str | os.PathLike, out_dir: str | os.PathLike, sets: Se
         raise ReportError("the plots need matplotlib: pip install 'srgan-tf[report]'") from None
 
     scale, degradation = int(config["model"]["scale"]), config["data"]["degradation"]
-    models = {m: _load_generator(workdir / f"generator_{m}.keras", scale) for m in GENERATORS}
+    models = {m: _load_generator(workdir / f"generator_{m}.keras") for m in GENERATORS}
     upscalers = {"bicubic": load_upscaler("bicubic", scale)}
     upscalers |= {m: upscaler_from_keras(models[m], scale, name=m) for m in GENERATORS}
 

@@ -35,8 +35,7 @@ import math
 import os
 import sys
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -81,33 +80,31 @@ def choose_tile(tile: int, margin: int, max_pixels: int | None) -> int:
 # ---------------------------------------------------------------- pixels
 
 
-def _colour_fn(upscaler, bits: int, gray: bool) -> Callable[[np.ndarray], np.ndarray]:
-    """The model on one tile of [h, w, C] (C = 1 or 3, uint8 or uint16), returning the same C and dtype."""
-
-    def run8(x: np.ndarray) -> np.ndarray:
-        y = upscaler(np.repeat(x, 3, axis=-1) if gray else x)
-        return ((y.astype(np.uint16).sum(-1, keepdims=True) + 1) // 3).astype(np.uint8) if gray else y
-
-    def run16(x: np.ndarray) -> np.ndarray:
-        x = np.repeat(x, 3, axis=-1) if gray else x
-        y = upscaler.predict_float(x[None].astype(np.float32) / np.float32(65535))[0].astype(np.float64)
-        y = y.mean(-1, keepdims=True) if gray else y
-        return np.floor(np.clip(y, 0.0, 1.0) * 65535 + 0.5).astype(np.uint16)
-
-    return run16 if bits == 16 else run8
-
-
 def _finish(bits: int, gray: bool) -> Callable[[np.ndarray], np.ndarray]:
-    """float [h, w, 3] in [0, 1] -> the output's dtype and channels, rounded as `_colour_fn`'s paths round."""
+    """float [h, w, 3] in [0, 1] -> the output's dtype and channels: 16 bits rounded from the float (gray:
+    the channels' mean), 8 bits rounded per channel (gray: the rounded channels' mean)."""
 
     def finish(y: np.ndarray) -> np.ndarray:
         if bits == 16:
             y = y.astype(np.float64).mean(-1, keepdims=True) if gray else y.astype(np.float64)
             return np.floor(np.clip(y, 0.0, 1.0) * 65535 + 0.5).astype(np.uint16)
-        u8 = np.floor(np.clip(y.astype(np.float64), 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
-        return ((u8.astype(np.uint16).sum(-1, keepdims=True) + 1) // 3).astype(np.uint8) if gray else u8
+        return _gray8(np.floor(np.clip(y.astype(np.float64), 0.0, 1.0) * 255 + 0.5).astype(np.uint8), gray)
 
     return finish
+
+
+def _gray8(u8: np.ndarray, gray: bool) -> np.ndarray:
+    return ((u8.astype(np.uint16).sum(-1, keepdims=True) + 1) // 3).astype(np.uint8) if gray else u8
+
+
+def _colour_fn(upscaler, bits: int, gray: bool) -> Callable[[np.ndarray], np.ndarray]:
+    """The model on one tile of [h, w, C] (C = 1 or 3, uint8 or uint16), returning the same C and dtype.
+    8 bits go through the upscaler's own uint8 path (bicubic rounds as MATLAB does), 16 through its floats."""
+    if bits == 16:
+        finish = _finish(16, gray)
+        return lambda x: finish(upscaler.predict_float(
+            (np.repeat(x, 3, axis=-1) if gray else x)[None].astype(np.float32) / np.float32(65535))[0])
+    return lambda x: _gray8(upscaler(np.repeat(x, 3, axis=-1) if gray else x), gray)
 
 
 def default_max_memory() -> int:
@@ -217,7 +214,7 @@ def _is_folder_spec(dst: str | os.PathLike) -> bool:
 def _load(model: str, scale: int, margin: int | None, tile: int | None, quiet: bool):
     """(upscaler, margin, tile) for `model`, with TensorFlow's import-time log lines muted if `quiet`. `tile`
     stays None (two-level tiling within the memory budget) for a generator that can be split."""
-    with _muted_stderr(quiet):
+    with cli.muted_stderr(quiet):
         from srgan_tf.loader import load_upscaler
 
         upscaler = load_upscaler(model, scale)
@@ -321,46 +318,6 @@ def _reason(e: BaseException) -> str:
     return (useful or lines or [type(e).__name__])[0]
 
 
-# ---------------------------------------------------------------- quiet TensorFlow
-
-
-@contextmanager
-def _muted_stderr(active: bool) -> Iterator[None]:
-    """Sends file descriptor 2 to /dev/null while active.
-
-    TensorFlow's C++ libraries print to it at import whatever TF_CPP_MIN_LOG_LEVEL says ("WARNING: All
-    log messages before absl::InitializeLog()", oneDNN and CUDA notices); Python exceptions raised in the
-    block are reported after it, so no error is lost.
-    """
-    if not active:
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
-def _quiet_tensorflow() -> None:
-    """Keeps TensorFlow's and Keras' C++ and Python log lines and warnings off the terminal."""
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"  # takes effect if TensorFlow is not imported yet
-    warnings.filterwarnings("ignore")
-    with _muted_stderr(True):
-        import keras  # noqa: F401
-        import tensorflow as tf
-        from absl import logging
-
-        tf.get_logger().setLevel("ERROR")
-        logging.set_verbosity(logging.ERROR)
-
-
 # ---------------------------------------------------------------- command line
 
 
@@ -392,25 +349,18 @@ def _flag_values() -> flags.FlagValues:
 
 
 def _parse(fv: flags.FlagValues, argv: list[str]) -> tuple[int | None, str | None]:
-    """(exit status or None to go on, the input): cli.parse_flags, with one positional argument allowed."""
-    if any(a in ("-h", "--help", "-help") for a in argv[1:]):
-        return cli.parse_flags(fv, argv, USAGE), None
-    try:
-        rest = fv(argv)
-    except flags.Error as e:
-        print(f"error: {str(e).strip().splitlines()[0]}", file=sys.stderr)
-        return cli.EXIT_BAD_FLAGS, None
-    if len(rest) > 2:
-        print(f"error: unexpected arguments: {' '.join(rest[2:])}", file=sys.stderr)
-        return cli.EXIT_BAD_FLAGS, None
-    positional = rest[1] if len(rest) == 2 else None
-    if positional is not None and fv.input is not None:
+    """(exit status or None to go on, the input): cli.parse_flags with one positional argument allowed."""
+    positional: list[str] = []
+    status = cli.parse_flags(fv, argv, USAGE, positional)
+    if status is not None:
+        return status, None
+    if positional and fv.input is not None:
         print("error: give the input once: as the argument or as --input", file=sys.stderr)
         return cli.EXIT_BAD_FLAGS, None
-    if positional is None and fv.input is None:
+    if not positional and fv.input is None:
         print(f"error: no input image or folder; usage: {USAGE}", file=sys.stderr)
         return cli.EXIT_BAD_FLAGS, None
-    return None, positional or fv.input
+    return None, positional[0] if positional else fv.input
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -420,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     if status is not None:
         return status
     if not fv.verbose:
-        _quiet_tensorflow()
+        cli.quiet_tensorflow()
     from srgan_tf.loader import ModelLoadError
 
     try:

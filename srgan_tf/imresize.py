@@ -22,6 +22,13 @@ METHODS = ("matlab", "pil", "tf")
 
 _KERNEL_WIDTH = 4.0  # support of the cubic kernel, [-2, 2]
 
+# Where taps beyond the border read. The literature's LR files (SelfExSR's Set5/Set14, made with MATLAB's
+# imresize) equal edge-clamped taps exactly and differ from mirrored ones in the first and last two rows and
+# columns of a 4x reduction, so "replicate" is the default. MATLAB R2021a's NIQE reference (5.7296 on Set14's
+# baboon) is met only with mirrored taps in its half-size pass (edge-clamped taps give 5.7191), so NIQE uses
+# "symmetric".
+BORDERS = ("replicate", "symmetric")
+
 
 def _check_scale(scale: float) -> float:
     scale = float(scale)
@@ -49,13 +56,16 @@ def _cubic(x: tf.Tensor) -> tf.Tensor:
     return tf.where(ax <= 1.0, near, tf.where(ax <= 2.0, far, tf.zeros_like(ax)))
 
 
-def resize_matrix(in_size: tf.Tensor | int, scale: float) -> tf.Tensor:
+def resize_matrix(in_size: tf.Tensor | int, scale: float, borders: str = "replicate") -> tf.Tensor:
     """The float64 [ceil(scale * in_size), in_size] matrix M with `out = M @ in` along one dimension.
 
-    Row i holds MATLAB's normalised bicubic weights of output pixel i; taps that fall outside the image are
-    moved onto the nearest edge pixel, so every row sums to 1.
+    Row i holds MATLAB's normalised bicubic weights of output pixel i, so every row sums to 1. Taps that
+    fall outside the image are moved onto the nearest edge pixel (`borders="replicate"`), or mirrored back
+    into it, the edge pixel repeated (`"symmetric"`); see BORDERS.
     """
     scale = _check_scale(scale)
+    if borders not in BORDERS:
+        raise ValueError(f"unknown borders {borders!r}; valid: {', '.join(BORDERS)}")
     in_size = tf.cast(in_size, tf.int32)
     out_size = _out_size(in_size, scale)
     shrinking = scale < 1.0
@@ -72,12 +82,15 @@ def resize_matrix(in_size: tf.Tensor | int, scale: float) -> tf.Tensor:
     weights = scale * _cubic(scale * distance) if shrinking else _cubic(distance)
     weights = weights / tf.reduce_sum(weights, axis=1, keepdims=True)
 
-    # MATLAB's imresize clamps out-of-range taps to the edge pixel (replicated borders). Mirror indexing,
-    # as some ports do, changes the first and last two output rows and columns of a 4x reduction.
-    clamped = tf.clip_by_value(tf.cast(index, tf.int32) - 1, 0, in_size - 1)
-    rows = tf.broadcast_to(tf.range(out_size)[:, None], tf.shape(clamped))
-    # Several clamped taps land on the same edge pixel; scatter_nd adds their weights up.
-    return tf.scatter_nd(tf.stack([rows, clamped], axis=-1), weights, tf.stack([out_size, in_size]))
+    index = tf.cast(index, tf.int32) - 1
+    if borders == "replicate":
+        inside = tf.clip_by_value(index, 0, in_size - 1)
+    else:  # [0 .. n-1, n-1 .. 0], repeated
+        mirror = tf.concat([tf.range(in_size), tf.range(in_size - 1, -1, -1)], axis=0)
+        inside = tf.gather(mirror, tf.math.floormod(index, 2 * in_size))
+    rows = tf.broadcast_to(tf.range(out_size)[:, None], tf.shape(inside))
+    # Several out-of-range taps land on the same pixel; scatter_nd adds their weights up.
+    return tf.scatter_nd(tf.stack([rows, inside], axis=-1), weights, tf.stack([out_size, in_size]))
 
 
 def _as_batch(image) -> tuple[tf.Tensor, bool]:
@@ -95,14 +108,14 @@ def _round_uint8(x: tf.Tensor) -> tf.Tensor:
     return tf.floor(tf.clip_by_value(x, 0.0, 255.0) + 0.5)
 
 
-def _matlab(images: tf.Tensor, scale: float) -> tf.Tensor:
+def _matlab(images: tf.Tensor, scale: float, borders: str = "replicate") -> tf.Tensor:
     is_uint8 = images.dtype == tf.uint8
     x = tf.cast(images, tf.float64)
     shape = tf.shape(images)
-    x = tf.einsum("oh,nhwc->nowc", resize_matrix(shape[1], scale), x)
+    x = tf.einsum("oh,nhwc->nowc", resize_matrix(shape[1], scale, borders), x)
     if is_uint8:
         x = _round_uint8(x)
-    x = tf.einsum("ow,nhwc->nhoc", resize_matrix(shape[2], scale), x)
+    x = tf.einsum("ow,nhwc->nhoc", resize_matrix(shape[2], scale, borders), x)
     if is_uint8:
         x = _round_uint8(x)
     return tf.cast(x, images.dtype)
@@ -146,26 +159,32 @@ def resize(image, scale: float, method: str = "matlab") -> tf.Tensor:
     tf.numpy_function, so not serialisable into a SavedModel graph) or "tf" (tf.image.resize bicubic with
     antialiasing; uint8 results are rounded and clipped). Float images are not clipped.
     """
+    return _resize(image, scale, method, "replicate")
+
+
+def _resize(image, scale: float, method: str, borders: str) -> tf.Tensor:
     if method not in _METHODS:
         raise ValueError(f"unknown resize method {method!r}; valid methods are {', '.join(METHODS)}")
+    if borders not in BORDERS:
+        raise ValueError(f"unknown borders {borders!r}; valid: {', '.join(BORDERS)}")
     scale = _check_scale(scale)
     images, single = _as_batch(image)
-    out = _METHODS[method](images, scale)
+    out = _matlab(images, scale, borders) if method == "matlab" else _METHODS[method](images, scale)
     n, h, w, c = images.shape
     out = tf.ensure_shape(out, [n, _static_out_size(h, scale), _static_out_size(w, scale), c])
     return out[0] if single else out
 
 
-def imresize(image, scale: float) -> tf.Tensor:
+def imresize(image, scale: float, borders: str = "replicate") -> tf.Tensor:
     """MATLAB's `imresize(image, scale, 'bicubic')` (antialiased when shrinking), in TensorFlow ops.
 
     `image` is a uint8 or float array or tensor of shape [H, W, C] or [N, H, W, C] (any C; the rank must
     be known, the sizes may be dynamic). Returns a tensor of the same dtype and rank with spatial size
     ceil(scale * H) x ceil(scale * W). uint8 images are rounded and clipped to uint8 after each pass, as
     MATLAB does; float images (e.g. float32 in [0, 1]) are neither rounded nor clipped. Weights and sums
-    are computed in float64.
+    are computed in float64. `borders` says where taps beyond the edge read (BORDERS).
     """
-    return resize(image, scale, "matlab")
+    return _resize(image, scale, "matlab", borders)
 
 
 _STRIP_VALUES = 1 << 21  # float64 values per strip of resize_to's passes (16 MB)

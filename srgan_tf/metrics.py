@@ -204,11 +204,12 @@ def niqe(image: np.ndarray, shave: int = 0, as_gray: bool = False) -> float:
     Follows MATLAB's `niqe`: the rounded Y channel (`niqe_y`; full-range luma with `as_gray`, as `psnr`
     scores grayscale files), `shave` pixels cut from every border, the image cropped to whole 96x96
     blocks, MSCN coefficients with a 7x7 Gaussian window (sigma 7/6), 18 features per block at full and
-    half size (MATLAB-exact bicubic), and the distance between the multivariate Gaussian fitted to the
-    blocks' features and the release's pristine model. Needs at least one 96x96 block (ValueError
-    otherwise); a block of constant values has no fit and is left out (as MATLAB's nan-aware statistics
-    do). It is not the Perceptual Index of PIRM 2018, which also needs Ma et al.'s learned regressor (not
-    available offline); LPIPS and FID are not here either (they need ImageNet backbone weights).
+    half size (MATLAB-exact bicubic with mirrored borders, as R2021a's imresize inside niqe), and the
+    distance between the multivariate Gaussian fitted to the blocks' features and the release's pristine
+    model. Needs at least one 96x96 block (ValueError otherwise); a block of constant values has no fit
+    and is left out (as MATLAB's nan-aware statistics do). It is not the Perceptual Index of PIRM 2018,
+    which also needs Ma et al.'s learned regressor (not available offline); LPIPS and FID are not here
+    either (they need ImageNet backbone weights).
     """
     y = niqe_y(image, as_gray)
     if shave:
@@ -228,7 +229,7 @@ def niqe(image: np.ndarray, shave: int = 0, as_gray: bool = False) -> float:
             per_scale.append(np.array([_block_features(mscn[i * b:(i + 1) * b, j * b:(j + 1) * b])
                                        for i in range(rows) for j in range(cols)]))
         if scale == 1:
-            y = imresize(y[..., None] / 255.0, 0.5).numpy()[..., 0] * 255.0
+            y = imresize(y[..., None] / 255.0, 0.5, borders="symmetric").numpy()[..., 0] * 255.0
     features = np.concatenate(per_scale, axis=1)
     features = features[np.isfinite(features).all(axis=1)]
     if len(features) == 0:

@@ -97,6 +97,19 @@ def test_constant_image_stays_constant_even_at_borders():
         np.testing.assert_allclose(out, 0.3, atol=1e-6)
 
 
+def test_symmetric_borders_read_a_mirrored_image():
+    """Mirrored taps equal edge-clamped taps on an image padded by mirroring (np.pad's 'symmetric' repeats
+    the edge pixel, as MATLAB's mirror does); 8 padded pixels are 4 output pixels at scale 1/2."""
+    x = _rng_image(24, 20).astype(np.float64) / 255.0
+    padded = np.pad(x, ((8, 8), (8, 8), (0, 0)), mode="symmetric")
+    want = imresize(padded, 0.5).numpy()[4:-4, 4:-4]
+    got = imresize(x, 0.5, borders="symmetric").numpy()
+    np.testing.assert_allclose(got, want, atol=1e-12)
+    assert np.abs(got - imresize(x, 0.5).numpy()).max() > 1e-3  # the borders do differ
+    with pytest.raises(ValueError, match="borders"):
+        imresize(x, 0.5, borders="wrap")
+
+
 def test_uint8_mode_is_close_to_float_mode():
     img = _rng_image(40, 36)
     u8 = imresize(img, 1 / 4).numpy().astype(np.float64)

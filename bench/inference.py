@@ -7,7 +7,9 @@ each artifact through the project's one model loader in this process, and prints
 is the generator's FLOP count divided by the float32 matrix-multiply rate this machine reaches in the same
 run: no implementation of these convolutions in float32 can beat it. PSNR is Y-PSNR against HR on Set5 (from
 ../shared/data) when the set is there; a trained generator makes that column meaningful. With torch
-installed (`pip install torch`; not a dependency), the same generator in PyTorch is the peer row.
+installed (`pip install torch`; not a dependency), the same generator in PyTorch is the peer row; with
+openvino installed (`pip install openvino`; not a dependency), OpenVINO rows on the exported float models
+(bench/openvino_peer.py), the bf16 one against the bfloat16 matmul floor.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from common import generator_path, machine, median_seconds  # noqa: E402  (bench/ is the script's folder)
+from openvino_peer import available, openvino_upscaler  # noqa: E402
 
 from srgan_tf.export import report  # noqa: E402
 from srgan_tf.export.pipeline import run_export  # noqa: E402
@@ -67,11 +70,11 @@ def convolution_rates(model: keras.Model, side: int, runs: int = 5) -> list[dict
     return rows
 
 
-def matmul_flops_per_second(n: int = 2048, runs: int = 10) -> float:
-    """The median float32 matrix-multiply rate of `runs` n x n products (medians, like the latencies: this
+def matmul_flops_per_second(n: int = 2048, runs: int = 10, dtype: tf.DType = tf.float32) -> float:
+    """The median `dtype` matrix-multiply rate of `runs` n x n products (medians, like the latencies: this
     VM's rate swings by a third from second to second)."""
-    a = tf.random.normal([n, n])
-    b = tf.random.normal([n, n])
+    a = tf.cast(tf.random.normal([n, n]), dtype)
+    b = tf.cast(tf.random.normal([n, n]), dtype)
     matmul = tf.function(lambda: tf.linalg.matmul(a, b))
     return 2 * n**3 / median_seconds(lambda: matmul().numpy(), runs)
 
@@ -93,6 +96,30 @@ def peer_rows(generator: str, model: keras.Model, fidelity: str | None, runs: in
     return rows
 
 
+def openvino_rows(result: dict, generator: str, model: keras.Model, tmp: str, fidelity: str | None,
+                  runs: int) -> list[dict]:
+    """OpenVINO on the exported float models (a float SavedModel of the inference graph the export writes,
+    with f32 and bf16 hints, and the fp32 .tflite with f32), timed and scored like the artifacts; no rows
+    without openvino."""
+    if not available():
+        return []
+    from srgan_tf.export.tflite import export_float_savedmodel
+    from srgan_tf.inference_graph import fast_generator
+
+    saved = str(Path(tmp) / "openvino_savedmodel")
+    export_float_savedmodel(fast_generator(model), saved)
+    tflite = next(a["path"] for a in result["artifacts"] if a["name"] == "tflite fp32")
+    pairs = report.load_pairs(fidelity) if fidelity else []
+    reference = report.reference_outputs(load_upscaler(generator, 4), pairs)
+    rows = []
+    for path, hint in ((saved, "f32"), (saved, "bf16"), (tflite, "f32")):
+        upscaler = openvino_upscaler(path, hint)
+        rows.append({"name": upscaler.name, "size_bytes": None, "latency_ms": report.latency_ms(upscaler, runs),
+                     "fidelity": report.fidelity(upscaler, pairs, reference) if pairs else None,
+                     "bf16": hint == "bf16"})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--generator", default="", help=".keras generator (default: a random full-size one)")
@@ -110,11 +137,14 @@ def main() -> None:
         result = run_export(generator, Path(tmp) / "out", fidelity_data=fidelity, latency_runs=args.runs,
                             log=lambda _: None)
         result["artifacts"] += peer_rows(generator, model, fidelity, args.runs)
+        result["artifacts"] += openvino_rows(result, generator, model, tmp, fidelity, args.runs)
+        bf16_floor_ms = 1000 * flops / matmul_flops_per_second(dtype=tf.bfloat16)
         convs = convolution_rates(model, 128)
 
     print(machine())
     print(f"generator: {args.generator or 'random full-size'}; {flops / 1e9:.1f} GFLOP per 128x128 input; "
-          f"float32 matmul rate {rate / 1e9:.0f} GFLOP/s; floor {floor_ms:.0f} ms")
+          f"float32 matmul rate {rate / 1e9:.0f} GFLOP/s; floor {floor_ms:.0f} ms (bfloat16: {bf16_floor_ms:.0f} ms, "
+          "the floor of the bf16 rows)")
     keras_row = next(a for a in result["artifacts"] if a["format"] == "keras")
     keras_ms = keras_row["latency_ms"]
     keras_psnr = (keras_row["fidelity"] or {}).get("y_psnr_vs_hr_db")
@@ -125,7 +155,8 @@ def main() -> None:
         delta = "" if psnr is None or keras_psnr is None else f"{psnr - keras_psnr:+.2f}"
         ms = a["latency_ms"]
         size = "" if a["size_bytes"] is None else f"{a['size_bytes'] / 1e6:.1f}"
-        print(f"| {a['name']} | {size} | {ms:.0f} | {ms / floor_ms:.2f} | {ms / keras_ms:.2f} | "
+        floor = bf16_floor_ms if a.get("bf16") else floor_ms
+        print(f"| {a['name']} | {size} | {ms:.0f} | {ms / floor:.2f} | {ms / keras_ms:.2f} | "
               f"{'' if psnr is None else f'{psnr:.2f}'} | {delta} |")
     total = sum(c["ms"] * c["count"] for c in convs)
     print(f"\nThe Keras model's convolutions, each kind timed alone (median of 5; {total:.0f} ms summed, against "

@@ -1,7 +1,13 @@
-"""Upscaling against the compute floor: wall time and peak memory of `python -m srgan_tf.upscale`, and the
-Keras generator alone on 128x128.
+"""Upscaling against the compute floor: every CPU engine on one 128x128 input, and wall time and peak memory of
+`python -m srgan_tf.upscale` on large inputs.
 
-    python bench/tiling.py [--generator=FILE.keras] [--sizes=1000,2000] [--legacy_sizes=1000]
+    python bench/tiling.py [--generator=FILE.keras] [--sizes=1000,2000] [--legacy_sizes=1000] [--runs=5]
+
+Engines (taking turns, median of --runs calls each, with their Set5 fidelity against the fp32 fast graph):
+the Keras generator as trained and in its fast form (srgan_tf.inference_graph), the fast form in bfloat16
+(`--precision=bfloat16`), the exported TFLite fp32 and full-int8 models (XNNPACK), and OpenVINO on the
+exported float SavedModel with f32 and bf16 precision hints when openvino is installed (it is not a
+dependency).
 
 The floor of an input is the paper generator's FLOPs on it divided by the float32 matmul rate measured in the
 same run (bench/inference.py). Each upscale runs in its own process (so its peak resident memory is its
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -22,7 +29,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import generator_path, machine, median_seconds  # bench/ is the script's folder
+from common import generator_path, machine
+from openvino_peer import HINTS, available, openvino_upscaler  # bench/ is the script's folder
 
 from srgan_tf.data import sample_dir
 from srgan_tf.images import load_image, save_image
@@ -49,21 +57,48 @@ def run_one(generator: str, side: int, tile: int | None, workdir: Path) -> tuple
     return seconds, usage.ru_maxrss / 2**20
 
 
-def generator_rows(generator: str, rate: float, runs: int = 5) -> list[tuple[str, float]]:
-    """(graph, median ms) of the Keras generator on one 128x128 input: as trained, and the fast graph."""
+def engine_rows(generator: str, tmp: str, runs: int, fidelity: str | None) -> list[tuple[str, float, dict | None]]:
+    """(engine, median ms on one 128x128 input, fidelity on `fidelity`'s Set5 pairs vs the fp32 fast graph)
+    for every way this package runs the generator on a CPU, and OpenVINO on its export."""
     import keras
-    import tensorflow as tf
 
+    from srgan_tf.export import report
+    from srgan_tf.export.pipeline import default_calibration_images
+    from srgan_tf.export.tflite import calibration_crops, export_float_savedmodel, export_tflite
     from srgan_tf.inference_graph import fast_generator
+    from srgan_tf.loader import load_upscaler, upscaler_from_keras
 
     model = keras.models.load_model(generator, compile=False)
-    x = tf.random.uniform([1, 128, 128, 3])
-    rows = []
-    for name, graph in (("paper graph (9x9 output layer)", model), ("fast graph (srgan_tf.inference_graph)",
-                                                                     fast_generator(model))):
-        run = tf.function(lambda x, g=graph: g(x, training=False))
-        rows.append((name, 1000 * median_seconds(lambda run=run: run(x).numpy(), runs)))
-    return rows
+    reference = load_upscaler(generator)
+    pairs = report.load_pairs(fidelity) if fidelity else []
+    ref_outputs = report.reference_outputs(reference, pairs)
+    fast = fast_generator(model)  # what the export writes
+    saved = str(Path(tmp) / "float_savedmodel")
+    export_float_savedmodel(fast, saved)
+    calibration = calibration_crops(default_calibration_images())
+    tflite = export_tflite(fast, Path(tmp) / "tflite", "g", ("fp32", "int8"), 4, {}, calibration, log=lambda _: None)
+    engines = [
+        ("Keras fp32, paper graph (9x9 output layer)", upscaler_from_keras(model, fast=False)),
+        ("Keras fp32, fast graph (the default)", reference),
+        ("Keras bfloat16, fast graph (--precision=bfloat16)", load_upscaler(generator, 4, "bfloat16")),
+        ("TFLite fp32, XNNPACK", load_upscaler(tflite["fp32"]["path"])),
+        ("TFLite full int8, XNNPACK", load_upscaler(tflite["int8"]["path"])),
+        *((f"OpenVINO, exported SavedModel, {hint} hint", openvino_upscaler(saved, hint)) for hint in HINTS),
+    ]
+    if not available():
+        print("(no OpenVINO rows: openvino is not installed; `pip install openvino` to get them)")
+    engines = [(name, upscaler) for name, upscaler in engines if upscaler is not None]
+    # The engines take turns, so that this machine's drifting speed falls on all of them alike.
+    x = np.random.default_rng(0).random((1, 128, 128, 3), dtype=np.float32)
+    times: dict[str, list[float]] = {name: [] for name, _ in engines}
+    for round_ in range(runs + 1):
+        for name, upscaler in engines:
+            t0 = time.perf_counter()
+            upscaler.predict_float(x)
+            if round_:  # the first round traces and warms up
+                times[name].append(time.perf_counter() - t0)
+    return [(name, 1000 * statistics.median(times[name]),
+             report.fidelity(upscaler, pairs, ref_outputs) if pairs else None) for name, upscaler in engines]
 
 
 def main() -> None:
@@ -74,21 +109,37 @@ def main() -> None:
     parser.add_argument("--generator", default="")
     parser.add_argument("--sizes", default="1000,2000")
     parser.add_argument("--legacy_sizes", default="1000")
+    parser.add_argument("--runs", type=int, default=5, help="timed calls per engine (they take turns)")
+    parser.add_argument("--fidelity", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "Set5"),
+                        help="benchmark set for the PSNR columns ('' for none)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         generator = generator_path(args.generator, tmp)
         model = keras.models.load_model(generator, compile=False)
+        import tensorflow as tf
+
         rate = matmul_flops_per_second()
-        print(f"{machine()}; float32 matmul rate {rate / 1e9:.0f} GFLOP/s (median, this run)")
-        print("\n| Keras generator, 128x128 input | ms | floor ms | x floor |")
-        print("|---|---:|---:|---:|")
+        bf16_rate = matmul_flops_per_second(dtype=tf.bfloat16)
+        print(f"{machine()}; matmul rate float32 {rate / 1e9:.0f}, bfloat16 {bf16_rate / 1e9:.0f} GFLOP/s "
+              "(medians, this run)")
         floor_ms = 1000 * generator_flops(model, 128) / rate
-        for name, ms in generator_rows(generator, rate):
-            print(f"| {name} | {ms:.0f} | {floor_ms:.0f} | {ms / floor_ms:.2f} |", flush=True)
+        bf16_floor_ms = floor_ms * rate / bf16_rate
+        print("\n| engine, 128x128 input | ms | x fp32 floor | x bf16 floor | Set5 Y-PSNR (dB) | change (dB) | "
+              "output PSNR vs fp32 (dB) | max diff (levels) |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        rows = engine_rows(generator, tmp, args.runs, args.fidelity or None)
+        base = next((fid["y_psnr_vs_hr_db"] for _, _, fid in rows if fid and fid["psnr_vs_keras_db"] is None), None)
+        for name, ms, fid in rows:
+            cells = ["", "", "", ""] if fid is None else [
+                f"{fid['y_psnr_vs_hr_db']:.3f}", f"{fid['y_psnr_vs_hr_db'] - base:+.3f}",
+                "exact" if fid["psnr_vs_keras_db"] is None else f"{fid['psnr_vs_keras_db']:.1f}",
+                f"{fid['max_abs_diff_uint8']:.0f}"]
+            bf16 = f"{ms / bf16_floor_ms:.2f}" if "bf" in name else ""
+            print(f"| {name} | {ms:.0f} | {ms / floor_ms:.2f} | {bf16} | {' | '.join(cells)} |", flush=True)
         print("\n| input | output | plan | seconds | floor s | x floor | peak RSS (GB) |")
         print("|---|---|---|---:|---:|---:|---:|")
         legacy = {int(s) for s in args.legacy_sizes.split(",") if s}
-        for side in (int(s) for s in args.sizes.split(",")):
+        for side in (int(s) for s in args.sizes.split(",") if s):
             floor = generator_flops(model, side) / rate
             for tile in (None, 128) if side in legacy else (None,):
                 seconds, rss = run_one(generator, side, tile, Path(tmp))

@@ -27,6 +27,7 @@ from srgan_tf.models import BicubicUpsample, PixelShuffle
 from srgan_tf.tiling import SplitGenerator, receptive_radius
 
 TRUNK_OUTPUT = "skip_add"  # the last layer at LR resolution in build_generator's graph
+PRECISIONS = ("float32", "bfloat16")
 
 
 class GraphError(ValueError):
@@ -71,6 +72,32 @@ def shuffled_output_kernel(kernel: np.ndarray, factor: int = 2) -> np.ndarray:
     return out
 
 
+def with_precision(model: keras.Model, precision: str) -> keras.Model:
+    """`model` itself for "float32"; for "bfloat16" a copy with the same weights whose layers compute in
+    bfloat16 (Keras' mixed_bfloat16 policy: float32 weights, bfloat16 math), except those that make the
+    image itself, which stay float32 so that it is never rounded to bfloat16's ~3 significant digits: the
+    bicubic skip and the sum with it, or, without the skip, the output convolution. Same input and output
+    dtypes (float32) as `model`. Raises ValueError for another precision."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+    if precision == "float32":
+        return model
+    names = {layer.name for layer in model.layers}
+    # With the bicubic skip the output convolution computes only the residual, which bfloat16 may round;
+    # without it, it computes the image.
+    pinned = {"bicubic", "bicubic_to_tanh_range", "bicubic_add"} & names or {"conv_out"}
+
+    def clone(layer):
+        config = layer.get_config()
+        if layer.name not in pinned:
+            config["dtype"] = "mixed_bfloat16"
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def _fast_tail(model: keras.Model, features, lr):
     """Applies the upsampling stages of `model` (its own layers) and the fast output layer to the tensors
     `features` (the trunk's output) and `lr` (the input, for the bicubic skip); returns the output tensor."""
@@ -82,13 +109,15 @@ def _fast_tail(model: keras.Model, features, lr):
             x = _layer(model, name)(x)
     x = _layer(model, f"up{stages}_conv")(x)
     alpha = np.asarray(_layer(model, f"up{stages}_prelu").get_weights()[0])  # [1, 1, C] (shared over space)
-    pre = layers.PReLU(shared_axes=[1, 2], name=f"up{stages}_prelu_preshuffle")
+    policy = _layer(model, f"up{stages}_prelu").dtype_policy
+    pre = layers.PReLU(shared_axes=[1, 2], dtype=policy, name=f"up{stages}_prelu_preshuffle")
     x = pre(x)
     pre.set_weights([np.tile(alpha, (1, 1, 4))])
     kernel, bias = (np.asarray(w) for w in _layer(model, "conv_out").get_weights())
     fast_kernel = shuffled_output_kernel(kernel)
     fast = layers.Conv2D(fast_kernel.shape[-1], fast_kernel.shape[0], padding="same",
-                         activation=None if skip else "tanh", dtype="float32", name="conv_out_preshuffle")
+                         activation=None if skip else "tanh", dtype=_layer(model, "conv_out").dtype_policy,
+                         name="conv_out_preshuffle")
     x = fast(x)
     fast.set_weights([fast_kernel, np.tile(bias, 4)])
     sr = PixelShuffle(2, name="conv_out_shuffle")(x)

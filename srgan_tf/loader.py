@@ -162,21 +162,25 @@ def load_generator(spec: str | os.PathLike) -> keras.Model:
     return model
 
 
-def _load_keras(spec: str, scale: int) -> Upscaler:
-    return upscaler_from_keras(load_generator(spec), scale, name=Path(spec).stem, source=spec)
+def _load_keras(spec: str, scale: int, precision: str = "float32") -> Upscaler:
+    return upscaler_from_keras(load_generator(spec), scale, name=Path(spec).stem, source=spec,
+                               precision=precision)
 
 
 def upscaler_from_keras(
-    model, scale: int = 4, name: str | None = None, source: str | None = None, fast: bool = True
+    model, scale: int = 4, name: str | None = None, source: str | None = None, fast: bool = True,
+    precision: str = "float32",
 ) -> Upscaler:
     """Wraps an in-memory Keras generator ([N, h, w, 3] in [0, 1] -> [N, scale*h, scale*w, 3] in [-1, 1]),
     e.g. the one being trained, as an Upscaler. Raises ModelLoadError if it is not such a generator;
     `source` names it in that message (default: `name`, then the model's own name). `fast=False` runs
-    `model` itself (as validation during training does: no new variables inside a strategy's scope)."""
-    from srgan_tf.inference_graph import GraphError, fast_generator, split_for_tiling
+    `model` itself (as validation during training does: no new variables inside a strategy's scope).
+    `precision="bfloat16"` computes the feature maps in bfloat16 (inference_graph.with_precision)."""
+    from srgan_tf.inference_graph import GraphError, fast_generator, split_for_tiling, with_precision
 
     name = name or model.name
     _check_generator(model, source or name, scale)
+    model = with_precision(model, precision)
     # A generator of srgan_tf.models runs in its faster, equal form (srgan_tf.inference_graph), and can be
     # tiled at two levels; any other generator runs as it is.
     graph, split = model, None
@@ -337,7 +341,7 @@ def _first_line(e: BaseException) -> str:
     return line if len(line) <= 200 else line[:197] + "..."
 
 
-def load_upscaler(spec: str, scale: int = 4) -> Upscaler:
+def load_upscaler(spec: str, scale: int = 4, precision: str = "float32") -> Upscaler:
     """Loads `spec` as an `Upscaler` of factor `scale`.
 
     `spec` is "bicubic" (MATLAB-compatible bicubic interpolation, see srgan_tf.imresize), a shipped
@@ -346,11 +350,21 @@ def load_upscaler(spec: str, scale: int = 4) -> Upscaler:
     Keras' safe mode), or of a SavedModel folder or `.tflite` file written by `python -m srgan_tf.export`
     (both map [0, 1] to [0, 1]; see srgan_tf.export). Raises ModelLoadError (one-line message) for a missing,
     corrupt or unsupported spec (a shipped model whose file is not installed included), a model that is not
-    such a generator, or one whose factor is not `scale`.
+    such a generator, or one whose factor is not `scale`. `precision` "bfloat16" (Keras generators only)
+    computes the feature maps in bfloat16: faster on CPUs with AMX or AVX512-BF16 (see BENCHMARKS.md).
     """
+    from srgan_tf.inference_graph import PRECISIONS
+
+    if precision not in PRECISIONS:
+        raise ModelLoadError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
     if isinstance(scale, bool) or not isinstance(scale, int | np.integer) or scale < 1:
         raise ModelLoadError(f"scale must be a positive integer, got {scale!r}")
     spec = str(spec)
     if spec in SHIPPED:
         spec = str(shipped_model_path(spec))
-    return _LOADERS[_spec_kind(spec)](spec, int(scale))
+    kind = _spec_kind(spec)
+    if precision == "float32":
+        return _LOADERS[kind](spec, int(scale))
+    if kind != "keras":
+        raise ModelLoadError(f"{spec}: precision {precision} applies to .keras generators and shipped models only")
+    return _load_keras(spec, int(scale), precision)

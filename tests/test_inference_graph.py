@@ -5,7 +5,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from srgan_tf.inference_graph import GraphError, fast_generator, shuffled_output_kernel, split_generator
+from srgan_tf.inference_graph import (
+    GraphError,
+    fast_generator,
+    shuffled_output_kernel,
+    split_generator,
+    with_precision,
+)
 from srgan_tf.models import PixelShuffle, build_discriminator, build_generator
 from srgan_tf.tiling import receptive_radius
 
@@ -82,3 +88,39 @@ def test_two_level_tiling_equals_the_whole_image(budget, skip):
     np.testing.assert_allclose(upscale_two_level(split, x, budget, lambda t: t), whole, atol=5e-6)
     u8 = upscale_two_level(split, x, budget, lambda t: np.floor(np.clip(t, 0, 1) * 255 + 0.5).astype(np.uint8))
     assert u8.dtype == np.uint8 and np.abs(u8.astype(int) - np.floor(np.clip(whole, 0, 1) * 255 + 0.5)).max() <= 1
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_bfloat16_copy_computes_features_in_bfloat16_and_keeps_the_image_float32(skip):
+    g = _generator(4, skip)
+    half = with_precision(g, "bfloat16")
+    policies = {layer.name: layer.dtype_policy.name for layer in half.layers}
+    assert policies["res1_conv1"] == policies["up2_conv"] == "mixed_bfloat16"
+    if skip:  # the residual may be rounded, the bicubic image and the sum may not
+        assert policies["conv_out"] == "mixed_bfloat16" and policies["bicubic_add"] == "float32"
+    else:  # the output convolution makes the image
+        assert policies["conv_out"] == "float32"
+    assert with_precision(g, "float32") is g
+    x = np.random.default_rng(0).random((1, 12, 10, 3), np.float32)
+    want, got = g(x).numpy(), fast_generator(half)(x).numpy()
+    assert got.dtype == np.float32 and got.shape == want.shape
+    err = np.abs(got - want).max()
+    assert 1e-5 < err < 0.05  # rounded to bfloat16 on the way (~3 significant digits), not wildly off
+    assert [w.dtype for w in half.weights] == [w.dtype for w in g.weights]  # float32 weights stay float32
+    with pytest.raises(ValueError, match="precision"):
+        with_precision(g, "float16")
+
+
+def test_loader_precision_applies_to_keras_generators_only(tmp_path):
+    from srgan_tf.loader import ModelLoadError, load_upscaler
+
+    path = tmp_path / "g.keras"
+    _generator(4, True).save(path)
+    lr = np.random.default_rng(1).integers(0, 256, (9, 7, 3), np.uint8)
+    fp32, bf16 = load_upscaler(str(path)), load_upscaler(str(path), precision="bfloat16")
+    assert np.abs(bf16(lr).astype(int) - fp32(lr)).max() <= 8
+    assert bf16.split is not None  # still tiled at two levels
+    with pytest.raises(ModelLoadError, match="applies to .keras"):
+        load_upscaler("bicubic", precision="bfloat16")
+    with pytest.raises(ModelLoadError, match="unknown precision"):
+        load_upscaler(str(path), precision="int4")

@@ -189,8 +189,24 @@ def test_cli_writes_into_an_existing_folder(models, tmp_path, capsys):
     assert load_image(tmp_path / "out" / "photo.png").shape == (24, 28, 3)
 
 
+def test_cli_bfloat16_precision_is_close_to_float32(models, tmp_path, capsys):
+    image = _photo(20, 17, seed=4)
+    save_image(tmp_path / "in.png", image)
+    outs = {}
+    for precision in ("float32", "bfloat16"):
+        outs[precision] = tmp_path / f"{precision}.png"
+        status, err = _run(capsys, f"--model={models['keras']}", str(tmp_path / "in.png"),
+                           f"--output={outs[precision]}", f"--precision={precision}")
+        assert status == 0, err
+    diff = np.abs(load_image(outs["bfloat16"]).astype(int) - load_image(outs["float32"]))
+    assert 0 < diff.max() <= 8 and diff.mean() < 1
+    status, err = _run(capsys, f"--model={models['tflite']}", str(tmp_path / "in.png"), "--precision=bfloat16")
+    assert status == 1 and "applies to .keras" in err and "\n" not in err, err
+
+
 @pytest.mark.parametrize(("flags", "message"), [(["--input=x.png", "--outscale=0"], "--outscale"),
                                                (["--input=x.png", "--quality=101"], "quality"),
+                                               (["--input=x.png", "--precision=half"], "precision"),
                                                ([], "no input")])
 def test_cli_flag_errors_exit_2(capsys, flags, message):
     status, err = _run(capsys, "--model=bicubic", *flags)

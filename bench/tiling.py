@@ -101,6 +101,47 @@ def engine_rows(generator: str, tmp: str, runs: int, fidelity: str | None) -> li
              report.fidelity(upscaler, pairs, ref_outputs) if pairs else None) for name, upscaler in engines]
 
 
+def stage_profile(generator: str, side: int, workdir: Path) -> list[tuple[str, float]]:
+    """(stage, seconds) of one in-process upscale of a side x side photo-like PNG with the default plan:
+    model load, PNG decode, the trunk (16 residual blocks at LR size), the tail (upsampling and output
+    layer), the rest of the tiling (cropping, assembly, rounding to uint8) and the PNG encode."""
+    import dataclasses
+
+    from srgan_tf.images import read_image_file, write_image_file
+    from srgan_tf.loader import load_upscaler
+    from srgan_tf.upscale import default_max_memory, upscale_image
+
+    src = workdir / f"in_{side}.png"
+    if not src.exists():
+        photo = load_image(sample_dir() / "astronaut.png")
+        reps = -(-side // photo.shape[0])
+        save_image(src, np.tile(photo, (reps, reps, 1))[:side, :side])
+    spent = {"trunk": 0.0, "tail": 0.0}
+
+    def timed(stage, fn):
+        def run(*args):
+            t0 = time.perf_counter()
+            out = fn(*args)
+            spent[stage] += time.perf_counter() - t0
+            return out
+        return run
+
+    t0 = time.perf_counter()
+    upscaler = load_upscaler(generator)
+    g = upscaler.split
+    upscaler.split = dataclasses.replace(g, trunk=timed("trunk", g.trunk), tail=timed("tail", g.tail))
+    t1 = time.perf_counter()
+    image = read_image_file(src)
+    t2 = time.perf_counter()
+    out = upscale_image(upscaler, image, 0, max_memory=default_max_memory())
+    t3 = time.perf_counter()
+    write_image_file(workdir / f"out_{side}.png", out)
+    t4 = time.perf_counter()
+    return [("model load (first call traces)", t1 - t0), ("PNG decode", t2 - t1), ("trunk", spent["trunk"]),
+            ("tail", spent["tail"]), ("tiling: crops, assembly, rounding", t3 - t2 - spent["trunk"] - spent["tail"]),
+            ("PNG encode", t4 - t3)]
+
+
 def main() -> None:
     import keras
     from inference import generator_flops, matmul_flops_per_second
@@ -109,6 +150,7 @@ def main() -> None:
     parser.add_argument("--generator", default="")
     parser.add_argument("--sizes", default="1000,2000")
     parser.add_argument("--legacy_sizes", default="1000")
+    parser.add_argument("--profile_size", type=int, default=1000, help="side of the stage profile's input (0: none)")
     parser.add_argument("--runs", type=int, default=5, help="timed calls per engine (they take turns)")
     parser.add_argument("--fidelity", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "Set5"),
                         help="benchmark set for the PSNR columns ('' for none)")
@@ -139,6 +181,18 @@ def main() -> None:
         print("\n| input | output | plan | seconds | floor s | x floor | peak RSS (GB) |")
         print("|---|---|---|---:|---:|---:|---:|")
         legacy = {int(s) for s in args.legacy_sizes.split(",") if s}
+        if args.profile_size:
+            side = args.profile_size
+            floor = generator_flops(model, side) / rate
+            stages = stage_profile(generator, side, Path(tmp))
+            total = sum(sec for _, sec in stages)
+            print(f"\n| stage of one {side}x{side} upscale, in process | seconds | share | x its floor |")
+            print("|---|---:|---:|---:|")
+            for stage, sec in stages:
+                print(f"| {stage} | {sec:.1f} | {sec / total:.0%} | |")
+            net = sum(sec for stage, sec in stages if stage in ("trunk", "tail"))
+            print(f"| trunk + tail (the generator) | {net:.1f} | {net / total:.0%} | {net / floor:.2f} |")
+            print(f"| all | {total:.1f} | 100% | {total / floor:.2f} |", flush=True)
         for side in (int(s) for s in args.sizes.split(",") if s):
             floor = generator_flops(model, side) / rate
             for tile in (None, 128) if side in legacy else (None,):

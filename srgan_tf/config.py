@@ -107,7 +107,7 @@ def base_config() -> ml_collections.ConfigDict:
         # the weights of an uninterrupted one. Slower, and process-wide.
         "deterministic": False,
         "eval_every": 10_000,  # validation PSNR/SSIM; 0: only at the end of each phase
-        "verbose": 1,  # Keras fit() verbosity; 2 = one line per log period (for logs)
+        "verbose": 1,  # 0 silent, 1 a progress bar on a terminal (plain lines when redirected), 2 plain lines
         # float32 | mixed_bfloat16 (bfloat16 compute, float32 weights; ~3x faster on CPUs with AMX/AVX512-BF16)
         # | mixed_float16 (GPUs; each optimizer then scales its loss dynamically, keras LossScaleOptimizer).
         # Saved generators are always float32.

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from srgan_tf.images import DEFAULT_MAX_PIXELS, ImageError, find_images, load_image
+from srgan_tf.images import DEFAULT_MAX_PIXELS, ImageError, crop_to_scale, find_images, load_image
 from srgan_tf.imresize import resize
 
 log = logging.getLogger(__name__)
@@ -222,19 +222,24 @@ def _paired_crop(cfg: ml_collections.ConfigDict, scale: int):
 
 
 def train_dataset(cfg: ml_collections.ConfigDict, scale: int, batch_size: int, seed: int = 0,
-                  skipped: SkippedFiles | None = None, start: int = 0) -> tf.data.Dataset:
+                  skipped: SkippedFiles | None = None, start: int = 0,
+                  hr_files: list[Path] | None = None) -> tf.data.Dataset:
     """An endless, shuffled, augmented dataset of `(lr, hr)` batches (see the module docstring).
 
     `cfg` is `config.data`. Batch k is a function of (`seed`, k) alone, and the dataset begins at batch
     `start` without cropping or degrading the ones before it: a resumed run sees the batches the interrupted
     one would have seen. Unusable files are skipped and recorded in
-    `skipped`; DataError when the source has no usable image at all.
+    `skipped`; DataError when the source has no usable image at all. `hr_files`: for a `sample` or `folder`
+    source, the files `hr_paths` gave (probed again when None).
     """
     skipped = SkippedFiles() if skipped is None else skipped
     if cfg.source == "paired":
         images, make_pair = _paired_images(cfg, scale, skipped), _paired_crop(cfg, scale)
     else:
-        images = _tfds_images(cfg, seed) if cfg.source == "tfds" else _decode_files(hr_paths(cfg, skipped), skipped)
+        if cfg.source == "tfds":
+            images = _tfds_images(cfg, seed)
+        else:
+            images = _decode_files(hr_paths(cfg, skipped) if hr_files is None else hr_files, skipped)
         make_pair = _degraded_crop(cfg, scale)
     if cfg.cache == "memory":
         images = images.cache()
@@ -264,8 +269,7 @@ def validation_images(cfg: ml_collections.ConfigDict, scale: int) -> list[tuple[
         hr_files, lr_dir = [sample_dir() / n for n in SAMPLE_VAL], None
     out = []
     for path in hr_files[: cfg.val_max_images]:
-        hr = load_image(path)
-        hr = hr[: hr.shape[0] - hr.shape[0] % scale, : hr.shape[1] - hr.shape[1] % scale]
+        hr = crop_to_scale(load_image(path), scale)
         if lr_dir is not None and (lr_dir / path.name).is_file():
             lr = load_image(lr_dir / path.name)
         else:

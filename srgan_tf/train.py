@@ -28,7 +28,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from srgan_tf import configs, data, distribute
-from srgan_tf.callbacks import DivergenceGuard, PhaseProgress, Summaries
+from srgan_tf.callbacks import DivergenceGuard, PhaseProgress, ProgressBar, ScalarSummaries, Validation
 from srgan_tf.cli import EXIT_BAD_FLAGS, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
 from srgan_tf.config import ConfigError, ConfigInputError, phases_of, validate
 from srgan_tf.ema import WeightAverage
@@ -38,7 +38,7 @@ from srgan_tf.loader import load_upscaler
 from srgan_tf.lock import WorkdirBusyError, workdir_lock
 from srgan_tf.losses import WeightsUnavailableError, load_vgg19, make_content_loss
 from srgan_tf.models import build_discriminator, build_generator
-from srgan_tf.srgan import SRGAN
+from srgan_tf.srgan import SRGAN, counter
 
 log = logging.getLogger("srgan_tf")
 DEFAULT_CONFIG = configs.config_path("quickstart")  # the installed file, wherever the package is
@@ -65,8 +65,9 @@ def _learning_rate(p: ml_collections.ConfigDict):
         return keras.optimizers.schedules.CosineDecay(p.learning_rate, max(p.steps, 1), alpha=p.lr_decay_factor)
     if not p.lr_decay_steps:
         return p.learning_rate
+    # The schedule sees the update count before the update: lr_decay_steps updates at the full rate.
     return keras.optimizers.schedules.PiecewiseConstantDecay(
-        [p.lr_decay_steps], [p.learning_rate, p.learning_rate * p.lr_decay_factor])
+        [p.lr_decay_steps - 1], [p.learning_rate, p.learning_rate * p.lr_decay_factor])
 
 
 def _optimizer(p: ml_collections.ConfigDict, config: ml_collections.ConfigDict) -> keras.optimizers.Optimizer:
@@ -113,7 +114,7 @@ def train_phase(name: str, config: ml_collections.ConfigDict, workdir: Path, gen
         d_opt = _optimizer(p, config)
         d_opt.build(discriminator.trainable_variables)
         tracked = {"discriminator": discriminator, "d_optimizer": d_opt}
-    position = tf.Variable(0, dtype=tf.int64, trainable=False, name="data_position")
+    position = counter("data_position")  # the batches drawn, counted by train_step
     ema = WeightAverage(generator, config.train.ema_decay) if config.train.ema_decay else None
     tracked_ema = {"ema": ema} if ema else {}
     ckpt = tf.train.Checkpoint(generator=generator, g_optimizer=g_opt, data_position=position, **tracked,
@@ -139,14 +140,15 @@ def train_phase(name: str, config: ml_collections.ConfigDict, workdir: Path, gen
 
     model = SRGAN(generator, discriminator, make_content_loss(p.content_loss, config.loss.vgg_weights,
                                                               config.loss.vgg_feature_scale), p.adversarial_weight,
-                  ema=ema)
+                  ema=ema, data_position=position)
     model.compile(g_optimizer=g_opt, d_optimizer=tracked.get("d_optimizer"))
-    progress = PhaseProgress(manager, step, position, p.steps, config.train.checkpoint_every)
-    guard = DivergenceGuard(ckpt, manager, step, position, name, config.train.max_bad_steps,
-                            config.train.max_rollbacks)
-    summaries = Summaries(writer, step, name, val_images, config.model.scale, config.train.eval_every,
-                          workdir / "samples", p.steps)
-    callbacks = [progress, guard] + ([summaries] if chief else [])
+    progress = PhaseProgress(name, config, manager)  # first: the others read its counts
+    guard = DivergenceGuard(name, config, ckpt, manager, progress)
+    validation = Validation(name, config, val_images, writer, workdir / "samples", progress)
+    callbacks = [progress, guard]
+    if chief:
+        callbacks += [ProgressBar(name, config, progress)] if config.train.verbose else []
+        callbacks += [ScalarSummaries(name, writer, progress), validation]
     every = config.train.log_every
     start, t0 = int(step.numpy()), time.time()
     print(f"{name}: steps {start}..{p.steps}, content loss {p.content_loss}, adversarial weight "
@@ -156,7 +158,7 @@ def train_phase(name: str, config: ml_collections.ConfigDict, workdir: Path, gen
     while int(step.numpy()) < p.steps and not (progress.interrupted or guard.failed):
         model.fit(make_dataset(int(position.numpy())), epochs=-(-p.steps // every),
                   initial_epoch=int(step.numpy()) // every, steps_per_epoch=every, callbacks=callbacks,
-                  verbose=config.train.verbose, shuffle=False)
+                  verbose=0, shuffle=False)
     if progress.interrupted:
         raise Interrupted(f"{progress.interrupted} at {name} step {int(step.numpy())}; "
                           f"checkpoint {manager.latest_checkpoint}")
@@ -167,7 +169,7 @@ def train_phase(name: str, config: ml_collections.ConfigDict, workdir: Path, gen
         _save_generator(generator, config, workdir / f"generator_{name}_raw.keras", write=chief)
     return summary | {"checkpoint": manager.latest_checkpoint, "steps_run": int(step.numpy()) - start,
                       "seconds": round(time.time() - t0, 1), "skipped_steps": int(model.skipped_steps.numpy()),
-                      "rollbacks": guard.rollbacks, **summaries.last_eval}
+                      "rollbacks": guard.rollbacks, **validation.last_eval}
 
 
 def _restore_newest(ckpt: tf.train.Checkpoint, manager: tf.train.CheckpointManager, name: str) -> str | None:
@@ -211,10 +213,13 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: Path, strategy: tf.d
 
     scale = config.model.scale
     skipped = data.SkippedFiles()
+    # A folder's image headers are probed once, here, not again for every dataset.
+    hr_files = data.hr_paths(config.data, skipped) if config.data.source in ("sample", "folder") else None
 
     def make_dataset(position: int):
         return distribute.distribute_batches(strategy, lambda: data.train_dataset(
-            config.data, scale, config.train.batch_size, config.seed, skipped, start=position), config.train.batch_size)
+            config.data, scale, config.train.batch_size, config.seed, skipped, start=position, hr_files=hr_files),
+            config.train.batch_size)
 
     make_dataset(0)  # fails now, before any model is built, when the data cannot be used
     # Every phase's needs are checked before the first step of the first one: a VGG content loss of phase 2

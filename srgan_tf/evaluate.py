@@ -20,17 +20,20 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+from absl import flags
+from PIL import Image, ImageDraw
 
-import numpy as np  # noqa: E402
-from absl import flags  # noqa: E402
-from PIL import Image, ImageDraw  # noqa: E402
+from srgan_tf import cli
+from srgan_tf.images import ImageError, atomic_write, crop_to_scale, find_images, load_image, save_image
 
-from srgan_tf import cli, metrics  # noqa: E402
-from srgan_tf.images import ImageError, atomic_write, find_images, load_image, save_image  # noqa: E402
-from srgan_tf.imresize import METHODS, imresize, resize  # noqa: E402
-from srgan_tf.loader import ModelLoadError, Upscaler, load_upscaler  # noqa: E402
+if TYPE_CHECKING:
+    from srgan_tf.loader import Upscaler
+
+# TensorFlow is imported where it is first needed (srgan_tf.imresize, .metrics, .loader), so that `main` can
+# quiet it first; importing this module leaves the process environment alone.
 
 # Ledig et al., CVPR 2017, Table 2 (4x, PSNR dB / SSIM). Their SSIM implementation gives higher bicubic
 # figures than the one the rest of the literature uses, so compare SSIM with care.
@@ -73,6 +76,8 @@ def low_res_input(hr: np.ndarray, rel: Path, lr_dir: Path | None, scale: int, de
     """The uint8 LR input of HR image `rel`: its file in `lr_dir` (checked to be HR / scale), or, without
     `lr_dir`, HR downscaled with `degradation`. Raises EvaluationError for a missing or misfit LR file."""
     if lr_dir is None:
+        from srgan_tf.imresize import resize
+
         return resize(hr, 1.0 / scale, degradation).numpy()
     path = lr_dir / rel
     if not path.is_file():
@@ -158,6 +163,9 @@ def evaluate(
     under 96x96 pixels after shaving. Raises EvaluationError or ImageError (one-line messages) for unusable
     folders or files.
     """
+    from srgan_tf import metrics
+    from srgan_tf.imresize import METHODS, imresize
+
     unknown = sorted(set(metric_names) - set(METRICS))
     if unknown or not metric_names:
         raise EvaluationError(f"unknown metrics {', '.join(unknown) or '(none given)'}; valid: {', '.join(METRICS)}")
@@ -179,8 +187,7 @@ def evaluate(
     per_image = []
     for path in hr_paths:
         rel = path.relative_to(hr_dir)
-        hr = load_image(path)
-        hr = hr[: hr.shape[0] - hr.shape[0] % scale, : hr.shape[1] - hr.shape[1] % scale]
+        hr = crop_to_scale(load_image(path), scale)
         if min(hr.shape[:2]) < 11 + 2 * scale:  # SSIM needs an 11x11 window after shaving
             raise EvaluationError(f"{path}: {hr.shape[1]}x{hr.shape[0]} is too small to score")
         lr = low_res_input(hr, rel, lr_dir, scale, degradation)
@@ -228,6 +235,8 @@ def evaluate(
 
 
 def _niqe(image: np.ndarray, shave: int, as_gray: bool) -> float | None:
+    from srgan_tf import metrics
+
     try:
         return metrics.niqe(image, shave=shave, as_gray=as_gray)
     except ValueError:  # under one 96x96 block, or flat
@@ -276,6 +285,8 @@ def format_markdown(result: dict) -> str:
 
 
 def _flag_values() -> flags.FlagValues:
+    from srgan_tf.imresize import METHODS
+
     # A private FlagValues, so importing this module never clashes with another tool's --model or --data.
     fv = flags.FlagValues()
     flags.DEFINE_string("model", None, "'bicubic' or the path of a .keras generator.", flag_values=fv)
@@ -294,6 +305,10 @@ def _flag_values() -> flags.FlagValues:
 
 def main(argv: list[str] | None = None) -> int:
     """The command line; returns the exit status (0 ok, 1 bad input, 2 bad flags)."""
+    # Before TensorFlow's first import: its C++ libraries read the level once, and log while loading.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from srgan_tf.loader import ModelLoadError, load_upscaler
+
     fv = _flag_values()
     status = cli.parse_flags(fv, sys.argv if argv is None else argv,
                              "python -m srgan_tf.evaluate --model=MODEL --data=SET_DIR --out=REPORT_DIR")

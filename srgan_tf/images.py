@@ -19,6 +19,9 @@ Writing follows the extension (WRITE_FORMATS): PNG and TIFF keep everything; Web
 written as RGB); JPEG is 8-bit without alpha: a fully opaque alpha is dropped, real transparency is refused
 with an ImageError (before any work is done, see `check_writable`). The ICC profile is written only where
 its colour space (gray or RGB) is that of the written pixels, so a CMYK profile never labels RGB pixels.
+
+Two array helpers that every LR/HR pairing shares: `crop_to_scale` (HR cropped to a multiple of the scale, as
+the literature does before downscaling) and `nearest_upscale` (the "LR (nearest)" panels).
 """
 
 from __future__ import annotations
@@ -353,6 +356,18 @@ def atomic_write(path: str | os.PathLike, write) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def crop_to_scale(image: np.ndarray, scale: int) -> np.ndarray:
+    """`image` [H, W, ...] less its last H % scale rows and W % scale columns, so that both sides are multiples
+    of `scale` (a view, not a copy)."""
+    return image[: image.shape[0] - image.shape[0] % scale, : image.shape[1] - image.shape[1] % scale]
+
+
+def nearest_upscale(image: np.ndarray, scale: int) -> np.ndarray:
+    """`image` [H, W, ...] upscaled by the integer `scale` with nearest neighbours: each pixel becomes a
+    scale x scale block of the [H * scale, W * scale, ...] result."""
+    return np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
 
 
 def save_image(path: str | os.PathLike, image: np.ndarray) -> None:

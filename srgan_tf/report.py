@@ -41,7 +41,7 @@ from srgan_tf.evaluate import (  # noqa: E402
     evaluate,
     low_res_input,
 )
-from srgan_tf.images import ImageError, atomic_write, find_images, load_image  # noqa: E402
+from srgan_tf.images import ImageError, atomic_write, crop_to_scale, find_images, load_image, nearest_upscale  # noqa: E402
 from srgan_tf.interpolate import InterpolationError, interpolate  # noqa: E402
 from srgan_tf.loader import ModelLoadError, Upscaler, load_generator, load_upscaler, upscaler_from_keras  # noqa: E402
 from srgan_tf.report_markdown import GENERATORS, METHODS, format_markdown, num  # noqa: E402
@@ -135,10 +135,9 @@ def _grids(set_dir: Path, set_name: str, upscalers: dict[str, Upscaler], results
     rows, used = [], set()
     for path in find_images(hr_dir):
         rel = path.relative_to(hr_dir).as_posix()
-        hr = load_image(path)
-        hr = hr[: hr.shape[0] - hr.shape[0] % scale, : hr.shape[1] - hr.shape[1] % scale]
+        hr = crop_to_scale(load_image(path), scale)
         lr = low_res_input(hr, Path(rel), lr_dir, scale, degradation)  # the same input evaluate scores
-        panels = [np.repeat(np.repeat(lr, scale, axis=0), scale, axis=1)]
+        panels = [nearest_upscale(lr, scale)]
         panels += [upscalers[m](lr) for m in METHODS] + [hr]
         labels = ["LR (nearest)"] + [f"{METHODS[m]} {num(scores[m][rel]['psnr'], 2)} dB" for m in METHODS] + ["HR"]
         name = scores["bicubic"][rel]["name"]
@@ -317,6 +316,15 @@ def _flag_values() -> flags.FlagValues:
     return fv
 
 
+def _alphas(values: Sequence[str]) -> list[float] | None:
+    """The --alphas values as numbers, or None unless there is at least one and each is a number in [0, 1]."""
+    try:
+        alphas = [float(v) for v in values]
+    except ValueError:
+        return None
+    return alphas if alphas and all(0.0 <= a <= 1.0 for a in alphas) else None
+
+
 def main(argv: list[str] | None = None) -> int:
     """The command line; returns the exit status (0 ok, 1 unusable input, 2 bad flags)."""
     fv = _flag_values()
@@ -324,10 +332,10 @@ def main(argv: list[str] | None = None) -> int:
                              "python -m srgan_tf.report --workdir=W --out=DIR [--markdown=RESULTS.md]")
     if status is not None:
         return status
-    try:
-        alphas = [float(a) for a in fv.alphas]
-    except ValueError as e:
-        print(f"error: --alphas: {e}", file=sys.stderr)
+    alphas = _alphas(fv.alphas)
+    if alphas is None:
+        print(f"error: --alphas={','.join(fv.alphas)}: give one or more numbers in [0, 1], separated by commas",
+              file=sys.stderr)
         return cli.EXIT_BAD_FLAGS
     try:
         make_report(fv.workdir, fv.out, fv.sets, alphas, fv.markdown, fv.command, fv.wall_time)

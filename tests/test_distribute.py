@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_train import REPO, _batch, tiny_config
+from conftest import REPO, make_batch, tiny_config
 
 from srgan_tf import report, train
 from srgan_tf.distribute import DistributeError, distribute_batches, make_strategy
@@ -55,9 +55,10 @@ def _difference(one, two):
     return max(np.abs(a - b).max() for a, b in zip(one, two, strict=True)) / max(np.abs(a).max() for a in one)
 
 
+@pytest.mark.slow
 def test_mirrored_steps_equal_the_single_device_steps():
     """Both phases' updates at once: the adversarial step updates D, then G."""
-    batches = [_batch(seed) for seed in range(2)]
+    batches = [make_batch(seed) for seed in range(2)]
     _, one = _updates(tf.distribute.get_strategy(), 1e-3, batches)
     _, two = _updates(_mirrored(), 1e-3, batches)
     # Synchronised BatchNorm computes the variance as E[x^2] - E[x]^2, which rounds differently in float32:
@@ -65,18 +66,20 @@ def test_mirrored_steps_equal_the_single_device_steps():
     assert _difference(one, two) < 2e-3
 
 
+@pytest.mark.slow
 def test_unsynchronized_batch_norm_would_differ():
     """The check above can fail: per-replica BatchNorm statistics move the weights measurably."""
-    batches = [_batch(seed) for seed in range(2)]
+    batches = [make_batch(seed) for seed in range(2)]
     _, one = _updates(tf.distribute.get_strategy(), 0.0, batches)
     _, two = _updates(_mirrored(), 0.0, batches, synchronized_bn=False)
     assert _difference(one, two) > 0.05  # measured 0.17 and 0.29
 
 
+@pytest.mark.slow
 def test_a_batch_bad_on_one_replica_is_skipped_by_all():
-    good, bad = _batch(0), _batch(1)
+    good, bad = make_batch(0), make_batch(1)
     bad[0][2:] = np.nan  # the second replica's half of the batch only
-    model, updates = _updates(_mirrored(), 0.0, [good, bad, _batch(2)])
+    model, updates = _updates(_mirrored(), 0.0, [good, bad, make_batch(2)])
     assert int(model.skipped_steps.numpy()) == 1 and int(model.g_optimizer.iterations.numpy()) == 2
     assert all(np.isfinite(u).all() for u in updates)
 
@@ -133,6 +136,7 @@ def _free_ports(n):
     return ports
 
 
+@pytest.mark.slow
 def test_multi_worker_run_on_two_local_processes_logs_the_single_device_losses(single_run, tmp_path):
     cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
     config_file = tmp_path / "multi_worker_config.py"

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
-from test_train import _batch, tiny_config
+from conftest import make_batch, tiny_config
 
 from srgan_tf import train
 from srgan_tf.distribute import distribute_batches
@@ -34,7 +35,7 @@ def test_the_average_equals_the_closed_form_over_the_applied_steps():
     model, ema = _ema_model(1e-3, decay)
     g = model.generator
     history = [[v.numpy().copy() for v in g.trainable_variables]]
-    lr, hr = _batch()
+    lr, hr = make_batch()
     bad_hr = hr.copy()
     bad_hr[0, 0, 0, 0] = np.nan
     for k in range(5):
@@ -55,7 +56,7 @@ def test_the_average_equals_the_closed_form_over_the_applied_steps():
 
 def test_swapped_into_puts_the_raw_weights_back():
     model, ema = _ema_model(0.0)
-    lr, hr = _batch()
+    lr, hr = make_batch()
     for _ in range(3):
         model.train_on_batch(lr, hr)
     g = model.generator
@@ -71,7 +72,7 @@ def _mirrored_against_one_device() -> float:
     """The largest difference between the average's movement under MirroredStrategy (two logical CPUs) and on
     one device, relative to the largest movement; fed as train.py feeds it. SGD, as in test_distribute, since
     Adam would magnify the rounding of synchronised BN."""
-    batches = [_batch(seed) for seed in range(3)]
+    batches = [make_batch(seed) for seed in range(3)]
 
     def moved(strategy):
         keras.utils.set_random_seed(0)
@@ -95,6 +96,7 @@ def _mirrored_against_one_device() -> float:
     return float(max(np.abs(a - b).max() for a, b in zip(one, two, strict=True)) / largest)
 
 
+@pytest.mark.slow
 def test_mirrored_average_equals_the_single_device_average():
     """Run in a fresh process: MirroredStrategy's collective keys restart with every strategy, and after the
     other mirrored tests of a worker process a new one met their cached collectives (shape mismatch)."""
@@ -108,6 +110,7 @@ def test_mirrored_average_equals_the_single_device_average():
     assert float(done.stdout.split("difference")[-1]) < 2e-3
 
 
+@pytest.mark.slow
 def test_a_run_with_ema_saves_the_average_and_the_raw_weights(tmp_path):
     """generator_<phase>.keras holds the average (read back from the checkpoint), *_raw.keras the raw G, and
     phase 2 starts from phase 1's average."""

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_train import REPO, _batch, _train_cmd, _wait_for, tiny_config
+from conftest import REPO, make_batch, tiny_config, train_cmd, wait_for
 
 from srgan_tf import data, train
 from srgan_tf.losses import pixel_mse
@@ -25,7 +25,7 @@ def test_a_non_finite_update_is_not_applied(adversarial_weight, poisoned_input):
     keras.utils.set_random_seed(0)
     model = SRGAN(build_generator(2, 16), build_discriminator(32), pixel_mse, adversarial_weight)
     model.compile(keras.optimizers.Adam(1e-3), keras.optimizers.Adam(1e-3))
-    lr, hr = _batch()
+    lr, hr = make_batch()
     model.train_on_batch(lr, hr)
     before = [w.numpy().copy() for w in model.generator.weights + model.discriminator.weights]
 
@@ -46,8 +46,8 @@ def _poison(monkeypatch, bad):
     """Makes data.train_dataset put a NaN into every HR batch whose number satisfies `bad(k)`."""
     real = data.train_dataset
 
-    def poisoned(cfg, scale, batch_size, seed=0, skipped=None, start=0):
-        ds = real(cfg, scale, batch_size, seed, skipped, start=start)
+    def poisoned(cfg, scale, batch_size, seed=0, skipped=None, start=0, **kwargs):
+        ds = real(cfg, scale, batch_size, seed, skipped, start=start, **kwargs)
 
         def maybe_nan(k, pair):
             lr, hr = pair
@@ -58,6 +58,7 @@ def _poison(monkeypatch, bad):
     monkeypatch.setattr(train.data, "train_dataset", poisoned)
 
 
+@pytest.mark.slow
 def test_a_run_of_bad_updates_rolls_back_to_the_last_checkpoint_and_goes_on(tmp_path, monkeypatch, caplog):
     _poison(monkeypatch, lambda k: (k >= 12) & (k < 16))  # batches 12..15: four bad in a row
     c = tiny_config(srresnet_steps=20)
@@ -75,6 +76,7 @@ def test_a_run_of_bad_updates_rolls_back_to_the_last_checkpoint_and_goes_on(tmp_
     assert all(np.isfinite(w).all() for w in g.get_weights())
 
 
+@pytest.mark.slow
 def test_endless_divergence_stops_with_the_reason_after_the_allowed_rollbacks(tmp_path, monkeypatch):
     _poison(monkeypatch, lambda k: k >= 7)
     c = tiny_config(srresnet_steps=20)
@@ -88,6 +90,7 @@ def test_endless_divergence_stops_with_the_reason_after_the_allowed_rollbacks(tm
     assert not (tmp_path / "generator.keras").exists()
 
 
+@pytest.mark.slow
 def test_a_truncated_newest_checkpoint_falls_back_to_the_one_before(tmp_path, caplog):
     c = tiny_config(srresnet_steps=10)
     c.phases, c.train.checkpoint_every = "srresnet", 5
@@ -105,6 +108,7 @@ def test_a_truncated_newest_checkpoint_falls_back_to_the_one_before(tmp_path, ca
     assert summary["phases"][0]["steps_run"] == 10
 
 
+@pytest.mark.slow
 def test_checkpoints_of_another_model_are_refused_with_what_to_do(tmp_path):
     c = tiny_config(srresnet_steps=2)
     c.phases = "srresnet"
@@ -128,19 +132,19 @@ def test_a_killed_deterministic_run_resumes_to_the_uninterrupted_runs_weights(tm
     args = ["--config.phases=srresnet", "--config.srresnet.steps=150", "--config.srresnet.lr_schedule=cosine",
             "--config.train.checkpoint_every=10", "--config.train.log_every=5", "--config.train.eval_every=0",
             "--config.data.val_max_images=1", "--config.train.deterministic=True", "--config.train.ema_decay=0.9"]
-    whole = subprocess.run(_train_cmd(tmp_path / "whole", *args), cwd=REPO, env=env, capture_output=True, text=True,
+    whole = subprocess.run(train_cmd(tmp_path / "whole", *args), cwd=REPO, env=env, capture_output=True, text=True,
                            timeout=300)
     assert whole.returncode == 0, whole.stderr[-2000:]
 
-    proc = subprocess.Popen(_train_cmd(tmp_path / "killed", *args), cwd=REPO, env=env,
+    proc = subprocess.Popen(train_cmd(tmp_path / "killed", *args), cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = tmp_path / "killed" / "checkpoints" / "srresnet" / "checkpoint"
-    _wait_for(lambda: state.exists() and "ckpt-30" in state.read_text())
+    wait_for(lambda: state.exists() and "ckpt-30" in state.read_text())
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL, "the run ended before it could be killed"
     latest = tf.train.latest_checkpoint(str(state.parent))
     killed_at = int(latest.rsplit("-", 1)[1])
-    resumed = subprocess.run(_train_cmd(tmp_path / "killed", *args), cwd=REPO, env=env, capture_output=True,
+    resumed = subprocess.run(train_cmd(tmp_path / "killed", *args), cwd=REPO, env=env, capture_output=True,
                              text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     # Checkpoints every 10 steps: the steps redone are those after ckpt-killed_at, fewer than 10.
@@ -154,11 +158,12 @@ def test_a_killed_deterministic_run_resumes_to_the_uninterrupted_runs_weights(tm
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_an_unusable_workdir_is_a_one_line_error_at_start(tmp_path):
     """A workdir that cannot be created or written is refused before any training, with one line."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     (tmp_path / "blocker").write_text("a file where the workdir's parent should be")
-    res = subprocess.run(_train_cmd(tmp_path / "blocker" / "run", "--config.srresnet.steps=2"), cwd=REPO, env=env,
+    res = subprocess.run(train_cmd(tmp_path / "blocker" / "run", "--config.srresnet.steps=2"), cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 1  # bad input (srgan_tf.cli's convention)
     errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]

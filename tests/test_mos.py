@@ -5,7 +5,6 @@ Tests of the web app need the `mos` extra (fastapi, uvicorn, httpx) and the plot
 without them. Building a study, the store and the statistics need only the base package.
 """
 
-import contextlib
 import http.client
 import itertools
 import json
@@ -16,9 +15,6 @@ import shutil
 import signal
 import socket
 import sqlite3
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 import warnings
@@ -27,30 +23,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import linked_folder, live_server
 from scipy import stats
 
-from srgan_tf.images import load_image
+from srgan_tf.images import load_image, nearest_upscale
 from srgan_tf.imresize import imresize
 from srgan_tf.loader import load_upscaler
 from srgan_tf.models import build_generator
 from srgan_tf.mos.__main__ import main
-from srgan_tf.mos.prepare import Method, nearest_upscale, parse_method, prepare_study
+from srgan_tf.mos.prepare import Method, parse_method, prepare_study
 from srgan_tf.mos.report import compute_report, format_markdown, holm, paired_scores, write_report
 from srgan_tf.mos.store import Outcome, SQLiteStore
 from srgan_tf.mos.study import DB_FILE, IMAGES_DIR, ITEM_ID, STUDY_FILE, Study, StudyError, new_rater_id, rating_order
 
-REPO = Path(__file__).resolve().parents[1]
 TEST_IMAGES = ("img_003.png", "img_004.png", "img_005.png")  # the three smallest of Set5
 CALIBRATION_IMAGE = "img_002.png"
 METHODS = ("nearest", "bicubic", "hr")
-
-
-def linked_folder(folder: Path, source: Path, names) -> Path:
-    """`folder` holding symlinks to `source/name` for each name (the shared data is never copied)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        (folder / name).symlink_to(source / name)
-    return folder
 
 
 @pytest.fixture(scope="session")
@@ -557,40 +545,6 @@ def test_app_refuses_files_outside_the_study(client, study):
 
 
 # --- the web app, live: a real uvicorn server in a subprocess ---
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def live_server(study_dir: Path, log: Path):
-    """A `python -m srgan_tf.mos serve` subprocess on a free port; yields its base URL and Popen."""
-    pytest.importorskip("fastapi", reason="the web app needs the mos extra (fastapi, uvicorn)")
-    pytest.importorskip("uvicorn", reason="the web app needs the mos extra (fastapi, uvicorn)")
-    port = free_port()
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "srgan_tf.mos", "serve", f"--study={study_dir}",
-                                 f"--port={port}"], cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, "PYTHONPATH": str(REPO)})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(url + "/api/study", timeout=2).read()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"server did not start: {log.read_text()}") from None
-                time.sleep(0.1)
-        yield url, proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=30)
 
 
 def request(url: str, method: str = "GET", body: dict | None = None, rater: str | None = None):

@@ -25,9 +25,10 @@ pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not 
 for _module in ("fastapi", "uvicorn", "matplotlib"):
     pytest.importorskip(_module, reason=f"the MOS web app and report need the mos extra ({_module})")
 
+from conftest import linked_folder, live_server  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 from scipy import stats  # noqa: E402
-from test_mos import CALIBRATION_IMAGE, TEST_IMAGES, linked_folder, live_server  # noqa: E402
+from test_mos import CALIBRATION_IMAGE, TEST_IMAGES  # noqa: E402
 
 from srgan_tf.images import atomic_write  # noqa: E402
 from srgan_tf.mos.prepare import prepare_study  # noqa: E402

@@ -29,6 +29,7 @@ def _python(code: str, cwd: Path, python: str = sys.executable, timeout: int = 3
 # ---------------------------------------------------------------- import srgan_tf
 
 
+@pytest.mark.slow
 def test_import_srgan_tf_makes_saved_generators_loadable_with_plain_keras(tmp_path):
     """`import srgan_tf; keras.models.load_model(...)` reads a generator with the project's custom layers, in
     whichever order Keras and TensorFlow are imported afterwards; `import srgan_tf` alone imports neither."""
@@ -129,25 +130,27 @@ def _copy_of_the_checkout(dest: Path) -> Path:
     return dest
 
 
-@pytest.mark.slow
-def test_a_non_editable_install_works_from_outside_the_checkout(tmp_path):
-    """`pip install .` (not editable) puts everything under srgan_tf, and the commands run from any folder.
+def install_non_editable(tmp_path: Path) -> tuple[Path, Path]:
+    """`pip install .` (not editable) of a copy of the checkout into a fresh venv under `tmp_path`; returns the
+    venv's interpreter and its site-packages folder (console scripts are in its bin/). tests/test_readme.py
+    walks the README with it.
 
-    How the test isolates the install: the project's venv holds an editable install, a `.pth` file whose
+    How the install is isolated: the project's venv holds an editable install, a `.pth` file whose
     finder maps srgan_tf to the checkout, so no interpreter of that venv can prove anything about a real
     install. A new venv (without pip, without system site-packages) receives the package, built from a copy of
     the checkout, through `pip install --no-deps --target <its site-packages>`. Its dependencies (TensorFlow,
     Keras, ...) come from the project's venv through a `.pth` file in the new venv holding that venv's
     site-packages folder as a plain path line: such a line only appends the folder to sys.path, and the `.pth`
     files inside it (the editable finder among them) are never run, so only the installed srgan_tf can be
-    imported. Every command runs with a working folder outside the checkout, and the copy is deleted before
-    they run, so no source tree of the project is reachable.
+    imported. The copy is deleted before this returns, so no source tree of the project is reachable from a
+    working folder outside the checkout.
     """
     src = _copy_of_the_checkout(tmp_path / "src")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
-    python = str(venv / "bin" / "python")
-    site = Path(_python("import sysconfig; print(sysconfig.get_paths()['purelib'])", tmp_path, python).stdout.strip())
+    python = venv / "bin" / "python"
+    site = Path(_python("import sysconfig; print(sysconfig.get_paths()['purelib'])", tmp_path,
+                        str(python)).stdout.strip())
     assert site.is_relative_to(venv)
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-input",
                           "--target", str(site), str(src)], capture_output=True, text=True, timeout=900)
@@ -155,6 +158,15 @@ def test_a_non_editable_install_works_from_outside_the_checkout(tmp_path):
     shutil.rmtree(src)
     deps = {sysconfig.get_paths()[key] for key in ("purelib", "platlib")}  # the project's venv
     (site / "_srgan_tf_test_dependencies.pth").write_text("".join(f"{d}\n" for d in sorted(deps)))
+    return python, site
+
+
+@pytest.mark.slow
+def test_a_non_editable_install_works_from_outside_the_checkout(tmp_path):
+    """`pip install .` (not editable) puts everything under srgan_tf, and the commands run from any folder
+    (see install_non_editable for how the install is kept apart from the checkout)."""
+    python, site = install_non_editable(tmp_path)
+    python = str(python)
 
     top_level = {p.name for p in site.iterdir()} - {"_srgan_tf_test_dependencies.pth", "bin"}
     assert {n for n in top_level if not n.endswith(".dist-info")} == {"srgan_tf"}, top_level

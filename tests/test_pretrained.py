@@ -26,6 +26,7 @@ def _check(got: dict, want: dict) -> None:
     assert got["hr_niqe"] == pytest.approx(want["hr_niqe"], abs=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_generator_reproduces_its_set5_figures(shared_data, name):
     got, want = _remeasure(name, shared_data / "Set5")

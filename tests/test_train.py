@@ -5,45 +5,18 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import REPO, make_batch, tiny_config, train_cmd, wait_for
 
 from srgan_tf import cli, train
-from srgan_tf.config import base_config
 from srgan_tf.losses import pixel_mse
 from srgan_tf.models import build_discriminator, build_generator
 from srgan_tf.srgan import SRGAN
-
-REPO = Path(__file__).resolve().parents[1]
-TINY = ["--config.model.num_blocks=2", "--config.model.filters=16", "--config.data.crop=32",
-        "--config.train.batch_size=4", "--config.train.verbose=2"]
-
-
-def tiny_config(srresnet_steps=30, srgan_steps=4):
-    c = base_config()
-    c.data.source = "sample"
-    c.model.num_blocks, c.model.filters, c.data.crop = 2, 16, 32
-    c.data.val_max_images = 1
-    c.train.batch_size, c.train.log_every, c.train.checkpoint_every = 4, 10, 10
-    c.train.eval_every, c.train.verbose = 0, 0
-    c.srresnet.steps, c.srresnet.learning_rate = srresnet_steps, 1e-3
-    c.srgan.steps, c.srgan.content_loss, c.srgan.lr_decay_steps = srgan_steps, "mse", 2
-    return c
-
-
-def _batch(seed=0, n=4, size=32, scale=4):
-    """Smooth random HR images in [-1, 1] and their box-downscaled LR in [0, 1]: a learnable mapping."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:size, 0:size] / size
-    freq, phase = rng.uniform(0.5, 2, (n, 1, 1, 3)), rng.uniform(0, 6, (n, 1, 1, 3))
-    hr = (0.8 * np.sin(2 * np.pi * freq * (x + y)[None, ..., None] + phase)).astype(np.float32)
-    lr = ((hr + 1) / 2).reshape(n, size // scale, scale, size // scale, scale, 3).mean(axis=(2, 4))
-    return lr.astype(np.float32), hr
 
 
 def _model(adversarial_weight):
@@ -57,7 +30,7 @@ def _model(adversarial_weight):
 def test_srresnet_step_trains_g_only_and_loss_falls():
     model = _model(0.0)
     d_before = [w.numpy().copy() for w in model.discriminator.weights]
-    lr, hr = _batch()
+    lr, hr = make_batch()
     ds = tf.data.Dataset.from_tensors((lr, hr)).repeat()
     history = model.fit(ds, epochs=4, steps_per_epoch=10, verbose=0).history
     assert set(history) == {"g_loss", "content_loss", "psnr"}
@@ -69,7 +42,7 @@ def test_srresnet_step_trains_g_only_and_loss_falls():
 
 def test_srgan_step_updates_d_then_g_and_reports_the_papers_metrics():
     model = _model(1e-3)
-    lr, hr = _batch(1)
+    lr, hr = make_batch(1)
     g_before = [w.numpy().copy() for w in model.generator.trainable_weights]
     d_before = [w.numpy().copy() for w in model.discriminator.trainable_weights]
     logs = model.train_on_batch(lr, hr, return_dict=True)
@@ -93,6 +66,7 @@ def _scalars(tb_dir: Path, tag: str) -> dict[int, float]:
     return out
 
 
+@pytest.mark.slow
 def test_run_trains_both_phases_and_writes_everything(tmp_path):
     summary = train.run(tiny_config(srresnet_steps=40, srgan_steps=4), tmp_path)
     assert [p["phase"] for p in summary["phases"]] == ["srresnet", "srgan"]
@@ -114,34 +88,22 @@ def test_run_trains_both_phases_and_writes_everything(tmp_path):
     assert all(p.get("skipped") for p in again["phases"])  # a finished phase is not redone
 
 
-def _wait_for(predicate, timeout=240) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
-
-
-def _train_cmd(workdir, *extra):
-    return [sys.executable, "-m", "srgan_tf.train", f"--workdir={workdir}", *TINY, *extra]
-
-
+@pytest.mark.slow
 def test_killed_run_resumes_with_the_step_count_continuing(tmp_path):
     args = ["--config.phases=srresnet", "--config.srresnet.steps=400", "--config.train.checkpoint_every=5",
             "--config.train.log_every=5", "--config.train.eval_every=0", "--config.data.val_max_images=1"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.Popen(_train_cmd(tmp_path, *args), cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(train_cmd(tmp_path, *args), cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     state = tmp_path / "checkpoints" / "srresnet" / "checkpoint"
-    _wait_for(lambda: state.exists() and "ckpt-10" in state.read_text())
+    wait_for(lambda: state.exists() and "ckpt-10" in state.read_text())
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert state.exists(), "no checkpoint was written before the kill"
     killed_at = int(tf.train.latest_checkpoint(str(state.parent)).rsplit("-", 1)[1])
     assert 10 <= killed_at < 400
 
-    done = subprocess.run(_train_cmd(tmp_path, *args[:1], "--config.srresnet.steps=" + str(killed_at + 10),
+    done = subprocess.run(train_cmd(tmp_path, *args[:1], "--config.srresnet.steps=" + str(killed_at + 10),
                                      *args[2:]), cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"resuming from {state.parent}/ckpt-{killed_at} at step {killed_at}" in done.stderr
@@ -151,6 +113,7 @@ def test_killed_run_resumes_with_the_step_count_continuing(tmp_path):
     assert tf.train.latest_checkpoint(str(state.parent)).endswith(f"ckpt-{killed_at + 10}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("override,key", [
     ("--config.srresnet.steps=-5", "srresnet.steps"),
     ("--config.train.no_such_key=1", "train.no_such_key"),
@@ -159,7 +122,7 @@ def test_killed_run_resumes_with_the_step_count_continuing(tmp_path):
 ])
 def test_bad_config_is_a_one_line_error(tmp_path, override, key):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    res = subprocess.run(_train_cmd(tmp_path, override), cwd=REPO, env=env, capture_output=True, text=True,
+    res = subprocess.run(train_cmd(tmp_path, override), cwd=REPO, env=env, capture_output=True, text=True,
                          timeout=120)
     assert res.returncode == cli.EXIT_BAD_FLAGS  # 2: a config error (srgan_tf.cli's convention)
     errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
@@ -167,6 +130,7 @@ def test_bad_config_is_a_one_line_error(tmp_path, override, key):
     assert "Traceback" not in res.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args,status,message", [
     # A shipped config by name, its overrides applied: srresnet's steps, then a misspelt key.
     (["--config=srresnet", "--config.srresnet.steps=-5"], 2, "config.srresnet.steps: must be >= 0"),
@@ -185,9 +149,10 @@ def test_config_names_and_exit_statuses(tmp_path, args, status, message):
     assert "Traceback" not in res.stderr
 
 
+@pytest.mark.slow
 def test_missing_data_folder_is_a_one_line_error(tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    res = subprocess.run(_train_cmd(tmp_path, "--config.data.source=folder", f"--config.data.path={tmp_path}/nope"),
+    res = subprocess.run(train_cmd(tmp_path, "--config.data.source=folder", f"--config.data.path={tmp_path}/nope"),
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == cli.EXIT_BAD_INPUT  # 1: bad input, not a bad config
     assert "error: config.data.path: folder" in res.stderr and "Traceback" not in res.stderr
@@ -212,6 +177,7 @@ def test_interpolate_command_exit_statuses(tmp_path, capsys):
     assert (tmp_path / "new" / "folder" / "c.keras").is_file()
 
 
+@pytest.mark.slow
 def test_interpolation_blends_every_weight(tmp_path):
     from srgan_tf.interpolate import InterpolationError, interpolate
 
@@ -237,6 +203,7 @@ def test_interpolation_blends_every_weight(tmp_path):
     np.testing.assert_allclose(c.get_weights()[0], 0.75 * a.get_weights()[0] + 0.25 * b.get_weights()[0], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_mixed_bfloat16_training_saves_a_float32_generator(tmp_path):
     c = tiny_config(srresnet_steps=10, srgan_steps=2)
     c.train.precision = "mixed_bfloat16"
@@ -248,6 +215,7 @@ def test_mixed_bfloat16_training_saves_a_float32_generator(tmp_path):
     assert g(np.zeros((1, 8, 8, 3), np.float32)).dtype == "float32"
 
 
+@pytest.mark.slow
 def test_mixed_float16_scales_each_optimizers_loss_and_saves_a_float32_generator(tmp_path):
     c = tiny_config(srresnet_steps=2, srgan_steps=1)
     c.train.precision = "mixed_float16"
@@ -263,14 +231,15 @@ def test_mixed_float16_scales_each_optimizers_loss_and_saves_a_float32_generator
     assert {layer.dtype_policy.name for layer in g.layers} == {"float32"}
 
 
+@pytest.mark.slow
 def test_sigterm_writes_a_checkpoint_and_exits_as_interrupted(tmp_path):
     args = ["--config.phases=srresnet", "--config.srresnet.steps=100000", "--config.train.checkpoint_every=1000",
             "--config.train.log_every=2", "--config.train.eval_every=0", "--config.data.val_max_images=1"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.Popen(_train_cmd(tmp_path, *args), cwd=REPO, env=env, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(train_cmd(tmp_path, *args), cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     events = tmp_path / "tensorboard"
-    assert _wait_for(lambda: events.exists() and _scalars(events, "srresnet/content_loss")), "training never started"
+    assert wait_for(lambda: events.exists() and _scalars(events, "srresnet/content_loss")), "training never started"
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == train.EXIT_INTERRUPTED, stderr[-2000:]
@@ -279,6 +248,7 @@ def test_sigterm_writes_a_checkpoint_and_exits_as_interrupted(tmp_path):
     assert latest is not None and int(latest.rsplit("-", 1)[1]) >= 2  # saved on the way out, not at a period
 
 
+@pytest.mark.slow
 def test_the_cpu_demo_pipeline_runs_end_to_end_in_miniature(tmp_path, shared_data):
     """configs/cpu_demo.py itself (full-size nets, bfloat16, both phases, evaluation) with the sizes shrunk."""
     import importlib.util
@@ -291,7 +261,7 @@ def test_the_cpu_demo_pipeline_runs_end_to_end_in_miniature(tmp_path, shared_dat
     assert demo.data.source == "folder" and demo.data.degradation == "matlab"
 
     set5 = shared_data / "Set5"
-    cmd = _train_cmd(tmp_path, "--config.srresnet.steps=3", "--config.srgan.steps=2", "--config.train.log_every=1",
+    cmd = train_cmd(tmp_path, "--config.srresnet.steps=3", "--config.srgan.steps=2", "--config.train.log_every=1",
                      "--config.train.eval_every=0", f"--config.evaluate_on={set5}",
                      f"--config.data.path={shared_data / 'train291'}", f"--config.data.val_dir={set5}")
     cmd.insert(3, "--config=configs/cpu_demo.py")  # absl wants the file before its overrides
@@ -304,6 +274,7 @@ def test_the_cpu_demo_pipeline_runs_end_to_end_in_miniature(tmp_path, shared_dat
     assert evaluation["bicubic"]["psnr"] == pytest.approx(28.42, abs=0.02)
 
 
+@pytest.mark.slow
 def test_srresnet_checkpoints_hold_no_discriminator_and_phase_2_starts_from_phase_1(tmp_path):
     """The SRResNet phase builds and saves G only; SRGAN's first step starts from SRResNet's final G."""
     c = tiny_config(srresnet_steps=10, srgan_steps=2)
@@ -335,32 +306,6 @@ def test_phase_2_refuses_an_initial_checkpoint_without_a_generator(tmp_path):
     with pytest.raises(AssertionError):
         train.train_phase("srgan", c, tmp_path / "w", g, lambda position: None, [], tf.summary.create_noop_writer(),
                           path)
-
-
-def test_the_step_decay_happens_at_lr_decay_steps():
-    c = tiny_config()
-    c.srgan.learning_rate, c.srgan.lr_decay_steps, c.srgan.lr_decay_factor = 1e-3, 5, 0.1
-    schedule = train._learning_rate(c.srgan)
-    assert float(schedule(4)) == pytest.approx(1e-3) and float(schedule(5)) == pytest.approx(1e-3)
-    assert float(schedule(6)) == pytest.approx(1e-4)
-
-
-@pytest.mark.parametrize("path", sorted(p for p in (REPO / "configs").glob("*.py") if p.name != "__init__.py"),
-                         ids=lambda p: p.stem)
-def test_every_config_file_loads_and_validates(path):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
-    if config.data.source == "folder" and not Path(config.data.path).is_dir():
-        config.data.path = str(REPO)  # cpu_demo's ../shared/data/train291, where the checkout has none beside it
-    if config.data.val_dir and not Path(config.data.val_dir, "HR").is_dir():
-        config.data.val_dir = ""
-    from srgan_tf.config import validate
-
-    validate(config)
 
 
 def test_a_missing_vgg_weights_file_stops_before_the_first_phase(tmp_path):

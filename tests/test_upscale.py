@@ -213,6 +213,7 @@ def test_cli_flag_errors_exit_2(capsys, flags, message):
     assert status == 2 and message in err and "\n" not in err, err
 
 
+@pytest.mark.slow
 def test_cli_peak_memory_does_not_grow_with_the_image(models, tmp_path):
     """Peak RSS of the command for a 480x480 image stays within a tile's worth of the RSS for a tiny one."""
     save_image(tmp_path / "tiny.png", _photo(16, 16))

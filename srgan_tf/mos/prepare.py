@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from srgan_tf.images import atomic_write, find_images, load_image, save_image
+from srgan_tf.images import atomic_write, crop_to_scale, find_images, load_image, nearest_upscale, save_image
 from srgan_tf.mos.store import Item
 from srgan_tf.mos.study import DB_FILE, FORMAT, IMAGES_DIR, STUDY_FILE, StudyError, create_store, new_item_id
 
@@ -60,11 +60,6 @@ def parse_method(text: str) -> Method:
     return Method(name, spec)
 
 
-def nearest_upscale(lr: np.ndarray, scale: int) -> np.ndarray:
-    """Nearest-neighbour upscaling: each pixel becomes a scale x scale block."""
-    return np.repeat(np.repeat(lr, scale, axis=0), scale, axis=1)
-
-
 def _upscalers(methods: Sequence[Method], scale: int) -> dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
     """Method name -> f(lr, hr) giving that method's image. Loads every model first, so a bad spec fails
     before any work is done."""
@@ -85,8 +80,7 @@ def _upscalers(methods: Sequence[Method], scale: int) -> dict[str, Callable[[np.
 def _hr_and_lr(path: Path, scale: int) -> tuple[np.ndarray, np.ndarray]:
     from srgan_tf.imresize import imresize
 
-    hr = load_image(path)
-    hr = hr[: hr.shape[0] - hr.shape[0] % scale, : hr.shape[1] - hr.shape[1] % scale]
+    hr = crop_to_scale(load_image(path), scale)
     if min(hr.shape[:2]) < scale:
         raise StudyError(f"{path}: {hr.shape[1]}x{hr.shape[0]} is too small for {scale}x")
     return hr, imresize(hr, 1.0 / scale).numpy()

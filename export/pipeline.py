@@ -122,6 +122,7 @@ def run_export(
                                 calibration, log)
         for variant, info in results.items():
             artifacts.append({"name": f"tflite {variant}", "format": "tflite", **info})
+        notes += report.gpu_notes(artifacts)
 
     pairs, not_measured = [], None
     if fidelity_data is not None and (Path(fidelity_data) / "HR").is_dir():

@@ -8,7 +8,9 @@ the Keras generator it was exported from:
   the set (None when the images are identical);
 - `y_psnr_vs_hr_db`: mean Y-channel PSNR against the ground truth (srgan_tf.metrics, 4-pixel border cut),
   so a quantized model's drop is its row minus the Keras row;
-- `latency_ms`: median wall time of the uint8 path on a 128x128 input on this machine.
+- `latency_ms`: median wall time of the uint8 path on a 128x128 input on this machine;
+- `gpu` (TFLite only): what the mobile GPU delegate would reject (srgan_tf.export.gpu); the table's
+  "GPU delegate" column says "all ops" or which it rejects, and the notes list each one with its reason.
 """
 
 from __future__ import annotations
@@ -99,11 +101,31 @@ def _fmt(value, spec: str) -> str:
 _FIDELITY_COLUMNS = ("max|d| float", "max|d| u8", "PSNR vs Keras", "Y-PSNR vs HR")
 
 
+def _gpu_cell(gpu: dict | None) -> str:
+    if gpu is None:
+        return "-"
+    if gpu["compatible"]:
+        return "all ops"
+    ops = sorted({r["op"] for r in gpu["rejected"]})
+    return f"rejects {len(gpu['rejected'])}: {', '.join(ops)}" if ops else "analyzer warnings"
+
+
+def gpu_notes(artifacts: list[dict]) -> list[str]:
+    """One line per op (or analyzer warning) the mobile GPU delegate would reject, naming the artifact."""
+    notes = []
+    for a in artifacts:
+        gpu = a.get("gpu") or {}
+        notes += [f"{a['name']}: the GPU delegate would reject op #{r['index']} {r['op']} ({r['reason']})"
+                  for r in gpu.get("rejected", [])]
+        notes += [f"{a['name']}: analyzer: {w}" for w in gpu.get("analyzer_warnings", [])]
+    return notes
+
+
 def format_table(artifacts: list[dict]) -> str:
     """A plain-text table of the report's artifacts; the fidelity columns only if some artifact has figures."""
     measured = any(a.get("fidelity") for a in artifacts)
     header = ("artifact", "size MB", *(_FIDELITY_COLUMNS if measured else ()), f"ms @{LATENCY_SIDE}^2",
-              "XNNPACK ops")
+              "XNNPACK ops", "GPU delegate")
     rows = [header]
     for a in artifacts:
         fid = a.get("fidelity") or {}
@@ -121,6 +143,7 @@ def format_table(artifacts: list[dict]) -> str:
             *(fidelity if measured else ()),
             _fmt(a.get("latency_ms"), ".1f"),
             f"{xnn['delegated_ops']}/{xnn['total_ops']}" if xnn else "-",
+            _gpu_cell(a.get("gpu")),
         ))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)

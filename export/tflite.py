@@ -25,10 +25,11 @@ import numpy as np
 import tensorflow as tf
 
 from srgan_tf.images import atomic_write
-from srgan_tf.loader import tflite_interpreter
+from srgan_tf.litert import tflite_interpreter
 from srgan_tf.tiling import TFLITE_METADATA_NAME
 
 from . import ExportError
+from .gpu import gpu_compatibility
 
 VARIANTS = ("fp32", "fp16", "dynamic_int8", "int8")
 CALIBRATION_CROPS = 64
@@ -166,7 +167,8 @@ def check_tflite(model_bytes: bytes, scale: int, variant: str) -> dict:
     """Checks a converted model and reports its ops and XNNPACK delegation; raises ExportError on failure.
 
     Fails for resource variables, Flex/custom ops, an input or output that is not [-1, -1, -1, 3], or
-    wrong output shapes on an odd-sized input. Returns {"ops": {name: count}, "xnnpack": {...}}.
+    wrong output shapes on an odd-sized input. Returns {"ops": {name: count}, "xnnpack": {...}, "gpu": {...}}
+    ("gpu": export.gpu.gpu_compatibility, what the mobile GPU delegate would reject; reported, not an error).
     """
     from tensorflow.lite.tools import flatbuffer_utils
 
@@ -194,7 +196,7 @@ def check_tflite(model_bytes: bytes, scale: int, variant: str) -> dict:
         if got != want:
             raise ExportError(f"TFLite {variant}: a 1x{_PROBE_HW[0]}x{_PROBE_HW[1]}x3 input gave {got}, "
                               f"expected {want}")
-    return {"ops": ops, "xnnpack": xnnpack_coverage(delegated)}
+    return {"ops": ops, "xnnpack": xnnpack_coverage(delegated), "gpu": gpu_compatibility(model_bytes)}
 
 
 def _run_probe(interpreter) -> tuple[int, ...]:

@@ -9,6 +9,7 @@ Exit statuses, the same for every command:
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 import warnings
@@ -87,3 +88,11 @@ def quiet_tensorflow() -> None:
 
         tf.get_logger().setLevel("ERROR")
         logging.set_verbosity(logging.ERROR)
+    # LiteRT logs the teardown of its accelerators at INFO level when the interpreter exits, with no
+    # setting to stop it; registered first, this runs after every other exit handler, before that teardown.
+    atexit.register(_mute_stderr_for_good)
+
+
+def _mute_stderr_for_good() -> None:
+    sys.stderr.flush()
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 2)

@@ -202,31 +202,6 @@ def upscaler_from_keras(
 # --- SavedModel folders and .tflite files written by `python -m srgan_tf.export` ---
 
 
-def tflite_interpreter(model_path: str | None = None, model_content: bytes | None = None,
-                       num_threads: int | None = None, delegates: bool = True):
-    """A TFLite interpreter for a model file or bytes, using every CPU core by default.
-
-    Uses the LiteRT interpreter (`ai_edge_litert`) when installed; otherwise `tf.lite.Interpreter`, which
-    TF 2.21 still ships (same API) but marks deprecated in favour of LiteRT. `delegates=True` lets the
-    runtime apply its default delegate (XNNPACK on CPU); False runs the builtin kernels only.
-    """
-    import os
-    import warnings
-
-    try:
-        from ai_edge_litert import interpreter as litert
-
-        interpreter_class, resolvers = litert.Interpreter, litert.OpResolverType
-    except ImportError:
-        interpreter_class, resolvers = tf.lite.Interpreter, tf.lite.experimental.OpResolverType
-    resolver = resolvers.AUTO if delegates else resolvers.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
-        return interpreter_class(model_path=model_path, model_content=model_content,
-                                 num_threads=num_threads or os.cpu_count() or 1,
-                                 experimental_op_resolver_type=resolver)
-
-
 def _artifact_name(path: Path) -> str:
     # serving/<name>/<version>/ -> "<name>_v<version>"
     return f"{path.parent.name}_v{path.name}" if path.name.isdigit() else path.name
@@ -268,28 +243,39 @@ def _load_savedmodel(spec: str, scale: int) -> Upscaler:
     return _check_artifact(upscaler, spec, scale)
 
 
-def _load_tflite(spec: str, scale: int) -> Upscaler:
+def load_tflite(spec: str, scale: int = 4, backend: str | None = None) -> Upscaler:
     """A .tflite model mapping [N, h, w, 3] in [0, 1] to [0, 1], float32 or quantized (any quantized
-    tensor is converted with its own scale and zero point). Not thread-safe."""
+    tensor is converted with its own scale and zero point), as an Upscaler. Not thread-safe.
+
+    `backend` is one of litert.TFLITE_BACKENDS, default the first of `litert.tflite_backends()`: LiteRT's CompiledModel
+    where installed, else an Interpreter. Raises ModelLoadError for an unusable file or a missing runtime.
+    """
+    from srgan_tf import litert
+
+    available = litert.tflite_backends()
+    if not available:
+        raise ModelLoadError(f"{spec}: {litert.LITERT_MISSING}")
+    backend = backend or available[0]
+    if backend not in available:
+        raise ModelLoadError(f"{spec}: TFLite backend {backend!r} is not installed (have: {', '.join(available)})")
     try:
-        interpreter = tflite_interpreter(model_path=spec)
-    except Exception as e:  # the interpreter raises ValueError or RuntimeError for bad flatbuffers
+        runner = litert.runner(spec, backend)
+    except Exception as e:  # the runtimes raise ValueError or RuntimeError for bad flatbuffers
         raise ModelLoadError(f"{spec}: cannot load TFLite model ({_first_line(e)})") from None
-    inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
-    if len(inputs) != 1 or len(outputs) != 1 or len(inputs[0]["shape"]) != 4 or inputs[0]["shape"][-1] != 3:
+    shape = list(runner.input["shape"])
+    if len(shape) != 4 or shape[-1] != 3:
         raise ModelLoadError(f"{spec}: not a generator (expected one [N, h, w, 3] input and one output)")
-    in_index, out_index = inputs[0]["index"], outputs[0]["index"]
 
     def predict_float(x: np.ndarray) -> np.ndarray:
-        detail = interpreter.get_input_details()[0]
-        if tuple(detail["shape"]) != x.shape:
-            interpreter.resize_tensor_input(in_index, list(x.shape))
-            interpreter.allocate_tensors()
-        interpreter.set_tensor(in_index, _quantize(x, detail))
-        interpreter.invoke()
-        return _dequantize(interpreter.get_tensor(out_index), interpreter.get_output_details()[0])
+        return _dequantize(runner.run(_quantize(x, runner.input)), runner.output)
 
-    return _check_artifact(Upscaler(Path(spec).stem, scale, predict_float), spec, scale)
+    upscaler = Upscaler(Path(spec).stem, scale, predict_float)
+    upscaler.backend = backend
+    return _check_artifact(upscaler, spec, scale)
+
+
+def _load_tflite(spec: str, scale: int) -> Upscaler:
+    return load_tflite(spec, scale)
 
 
 def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:

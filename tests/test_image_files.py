@@ -26,7 +26,7 @@ from srgan_tf.images import (
     write_image_file,
 )
 from srgan_tf.imresize import imresize, resize_to
-from srgan_tf.loader import load_upscaler
+from srgan_tf.loader import load_generator, load_upscaler
 from srgan_tf.models import build_generator
 from srgan_tf.upscale import main
 
@@ -350,6 +350,7 @@ def test_transparency_to_jpeg_is_one_error_line(model, tmp_path, capsys):
 # ---------------------------------------------------------------- what reaches the terminal
 
 
+@pytest.mark.slow
 def test_terminal_shows_only_the_written_file_or_one_error(model, tmp_path):
     """TensorFlow's import-time C++ lines and Python warnings never reach a real stderr."""
     Image.fromarray(np.dstack([_rgb(40, 40), np.full((40, 40), 255, np.uint8)])).save(tmp_path / "in.png")
@@ -366,6 +367,23 @@ def test_terminal_shows_only_the_written_file_or_one_error(model, tmp_path):
     failed = command(str(tmp_path / "t.png"), f"--output={tmp_path / 't.jpg'}")
     assert failed.returncode == 1
     assert failed.stderr.count("\n") == 1 and failed.stderr.startswith("error:"), failed.stderr
+
+
+@pytest.mark.slow
+def test_terminal_stays_quiet_with_a_tflite_model(model, tmp_path):
+    """LiteRT logs its accelerators' teardown at interpreter exit; none of it reaches a real stderr."""
+    from srgan_tf.export.tflite import export_tflite
+    from srgan_tf.tiling import receptive_radius
+
+    g = load_generator(model["spec"])
+    meta = {"scale": 4, "receptive_radius": receptive_radius(g)[0]}
+    path = export_tflite(g, tmp_path, "g", ("fp32",), 4, meta, log=lambda _: None)["fp32"]["path"]
+    Image.fromarray(_rgb(24, 24)).save(tmp_path / "in.png")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TF_CPP")}
+    done = subprocess.run([sys.executable, "-m", "srgan_tf.upscale", str(tmp_path / "in.png"), f"--model={path}"],
+                          capture_output=True, text=True, timeout=300, cwd=REPO, env=env)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert (tmp_path / "in_x4.png").is_file()
 
 
 def test_memory_budget_plans_two_level_tiles_that_equal_the_whole_image(model, tmp_path):
@@ -389,6 +407,7 @@ def test_memory_budget_plans_two_level_tiles_that_equal_the_whole_image(model, t
     assert not (tmp_path / "big.png").exists()
 
 
+@pytest.mark.slow
 def test_the_console_script_upscales_with_the_shipped_srgan_by_default(tmp_path):
     """`srgan-upscale photo.png` (the installed console script, run from another folder) writes
     photo_x4.png beside the photo with the shipped perceptual generator, and its terminal stays quiet."""

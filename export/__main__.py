@@ -35,8 +35,9 @@ def _flag_values() -> flags.FlagValues:
                       flag_values=fv)
     flags.DEFINE_string("calibration_dir", None, "Folder of real images whose crops calibrate the int8 model "
                         "(default: scikit-image's sample photos).", flag_values=fv)
-    flags.DEFINE_integer("max_pixels", 512 * 512, "Largest request the SavedModel accepts, in input pixels "
-                         "(batch*height*width).", lower_bound=1, flag_values=fv)
+    # savedmodel.DEFAULT_MAX_PIXELS, written out so that --help does not load TensorFlow (a test compares them).
+    flags.DEFINE_integer("max_pixels", 2048 * 2048, "Largest request the SavedModel accepts, in input pixels "
+                         "(batch*height*width; upscale_float: a quarter of it).", lower_bound=1, flag_values=fv)
     flags.DEFINE_string("fidelity_data", _SET5, "Benchmark set folder with LR_bicubic_x4/ and HR/ for the "
                         "fidelity check (the default is where a checkout keeps Set5; without such a folder, "
                         "fidelity is not measured and a note says so).", flag_values=fv)

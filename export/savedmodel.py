@@ -8,9 +8,13 @@ Signatures (input and output names are what TF Serving's REST and gRPC APIs use)
   [batch] (PNG files). The `_bytes` suffix makes TF Serving's REST API return `{"b64": ...}` objects.
 
 Every signature is the Keras generator followed by tanh [-1, 1] -> [0, 1] and, for uint8 outputs,
-rounding half up and clipping, all inside the graph. Requests above `max_pixels` input pixels
-(batch*h*w for the array signatures, each image's h*w for `upscale_image`, checked from the file header
-before decoding where the format allows) and bytes that are not an image fail with InvalidArgument.
+rounding half up and clipping, all inside the graph. The generator runs in tiles inside the graph
+(export/tiled.py, the CLI's tile plan), so a request's memory is set by the tile and by its output, not by
+the activations of the whole image; the result equals the whole-image one within float round-off.
+Requests above `max_pixels` input pixels (batch*h*w for `serving_default`, each image's h*w for
+`upscale_image`, checked from the file header before decoding where the format allows; a quarter of it
+for `upscale_float`, whose float32 output takes 4 bytes per value instead of 1) and bytes that are not an
+image fail with InvalidArgument.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from srgan_tf.images import atomic_write
 from srgan_tf.tiling import SAVEDMODEL_METADATA_FILE
 
 from . import ExportError
+from .tiled import TiledGraph, tiled_graph
 from .warmup import WARMUP_FILE, write_warmup
 
 SERVING_DEFAULT = "serving_default"
@@ -37,9 +42,12 @@ UPSCALE_IMAGE = "upscale_image"
 IMAGES = "images"
 IMAGE_BYTES = "image_bytes"
 
-# Input pixels per request. With the default generator one 512x512 request peaked at 5.2 GB of process
-# memory on CPU (0.9 GB of it TF itself), a 256x256 one at 2.0 GB.
-DEFAULT_MAX_PIXELS = 512 * 512
+# Input pixels per request (uint8 outputs). Before in-graph tiling one 512x512 request to the default
+# generator peaked at 5.2 GB of process memory on CPU, a 256x256 one at 2.0 GB; bench/serving_memory.py
+# measures the tiled graphs (README, Serving).
+DEFAULT_MAX_PIXELS = 2048 * 2048
+# upscale_float's limit is max_pixels // FLOAT_LIMIT_DIVISOR: its output, float32, is 4x the uint8 bytes.
+FLOAT_LIMIT_DIVISOR = 4
 _WARMUP_SIDE = 16
 
 _PNG = b"\x89PNG\r\n\x1a\n"
@@ -119,30 +127,54 @@ def _decode(data: tf.Tensor, max_pixels: int) -> tf.Tensor:
     return _checked(image[None], max_pixels, UPSCALE_IMAGE)
 
 
-def serving_functions(
-    model: keras.Model, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> dict[str, tf.types.experimental.GenericFunction]:
-    """The three signature functions (see the module docstring), as tf.functions with input signatures."""
+def max_float_pixels(max_pixels: int) -> int:
+    """upscale_float's pixel limit for an export whose uint8 signatures accept `max_pixels`."""
+    return max(1, max_pixels // FLOAT_LIMIT_DIVISOR)
 
-    def upscale(x):
-        return to_unit_range(model(x, training=False))
+
+def _as_uint8(y: tf.Tensor) -> tf.Tensor:
+    return to_uint8(to_unit_range(y))
+
+
+def serving_functions(
+    model: keras.Model, max_pixels: int = DEFAULT_MAX_PIXELS, graph: TiledGraph | None = None,
+) -> dict[str, tf.types.experimental.GenericFunction]:
+    """The three signature functions (see the module docstring), as tf.functions with input signatures.
+    `graph` is the tile plan (default: tiled_graph(model))."""
+    graph = graph or tiled_graph(model)
+    one_image = tf.TensorSpec([1, None, None, 3], tf.float32)
+
+    # One traced graph per output dtype, called by the signatures that share it: each copy of the tiled graph
+    # costs the server memory when the SavedModel is loaded.
+    @tf.function(input_signature=[one_image])
+    def tiled_uint8(x):
+        return graph.upscale(x, _as_uint8, tf.uint8)
+
+    @tf.function(input_signature=[one_image])
+    def tiled_float(x):
+        return graph.upscale(x, to_unit_range, tf.float32)
+
+    def upscale_batch(x, tiled, dtype):  # float32 [N, h, w, 3] -> [N, s*h, s*w, 3], one image at a time
+        return tf.map_fn(lambda image: tiled(image[None]), x, parallel_iterations=1,
+                         fn_output_signature=tf.TensorSpec([None, None, 3], dtype))
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name=IMAGES)])
     def serving_default(images):
         x = tf.cast(_checked(images, max_pixels, SERVING_DEFAULT), tf.float32) / 255.0
-        return {IMAGES: to_uint8(upscale(x))}
+        return {IMAGES: upscale_batch(x, tiled_uint8, tf.uint8)}
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name=IMAGES)])
     def upscale_float(images):
-        return {IMAGES: upscale(_checked(images, max_pixels, UPSCALE_FLOAT))}
+        x = _checked(images, max_float_pixels(max_pixels), UPSCALE_FLOAT)
+        return {IMAGES: upscale_batch(x, tiled_float, tf.float32)}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=IMAGE_BYTES)])
     def upscale_image(image_bytes):
         def one(data):
             x = tf.cast(_decode(data, max_pixels), tf.float32) / 255.0
-            return tf.io.encode_png(to_uint8(upscale(x))[0])
+            return tf.io.encode_png(tiled_uint8(x))
 
-        pngs = tf.map_fn(one, image_bytes, fn_output_signature=tf.TensorSpec([], tf.string))
+        pngs = tf.map_fn(one, image_bytes, parallel_iterations=1, fn_output_signature=tf.TensorSpec([], tf.string))
         return {IMAGE_BYTES: pngs}
 
     return {SERVING_DEFAULT: serving_default, UPSCALE_FLOAT: upscale_float, UPSCALE_IMAGE: upscale_image}
@@ -184,13 +216,15 @@ def export_savedmodel(
     try:
         archive = keras.export.ExportArchive()
         archive.track(model)
-        for signature, fn in serving_functions(model, max_pixels).items():
+        graph = tiled_graph(model)
+        for signature, fn in serving_functions(model, max_pixels, graph).items():
             archive.add_endpoint(signature, fn)
         archive.write_out(str(tmp), verbose=False)
         extra = tmp / "assets.extra"
         extra.mkdir()
         write_warmup(extra / WARMUP_FILE, name, warmup_requests())
-        info = {**metadata, "max_pixels": max_pixels}
+        info = {**metadata, "max_pixels": max_pixels, "max_float_pixels": max_float_pixels(max_pixels),
+                "tiling": graph.form}
         (extra / SAVEDMODEL_METADATA_FILE).write_text(json.dumps(info, indent=2) + "\n")
         os.rename(tmp, target)
     finally:

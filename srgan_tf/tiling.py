@@ -129,14 +129,28 @@ def plan_tiles(height: int, width: int, tile: int, margin: int) -> list[Tile]:
     if tile < 1 or margin < 0:
         raise ValueError(f"tile must be >= 1 and margin >= 0, got {tile} and {margin}")
     tiles = []
-    for top in range(0, height, tile):
-        bottom = min(top + tile, height)
-        for left in range(0, width, tile):
-            right = min(left + tile, width)
-            window = (max(top - margin, 0), min(bottom + margin, height),
-                      max(left - margin, 0), min(right + margin, width))
-            tiles.append(Tile((top, bottom, left, right), window))
+    for i in range(tile_count(height, tile)):
+        top, bottom, wtop, wbottom = tile_span(i, height, tile, margin)
+        for j in range(tile_count(width, tile)):
+            left, right, wleft, wright = tile_span(j, width, tile, margin)
+            tiles.append(Tile((top, bottom, left, right), (wtop, wbottom, wleft, wright)))
     return tiles
+
+
+def tile_count(size, tile):
+    """Tiles of `tile` pixels along an axis of `size` pixels (the last one may be shorter). Plain arithmetic, so
+    `size` and `tile` may be Python ints or integer TF tensors (the SavedModel's in-graph tiling)."""
+    return (size + tile - 1) // tile
+
+
+def tile_span(index, size, tile, margin, minimum=min, maximum=max):
+    """(core start, core stop, window start, window stop) of tile `index` along an axis of `size` pixels: the core
+    is [index*tile, index*tile + tile) cut at `size`, the window the core grown by `margin` on both sides and
+    clipped to [0, size). With minimum=tf.minimum, maximum=tf.maximum it works on TF tensors, so that plan_tiles
+    and the exported graphs (srgan_tf.export.tiled) cut images the same way."""
+    start = index * tile
+    stop = minimum(start + tile, size)
+    return start, stop, maximum(start - margin, 0), minimum(stop + margin, size)
 
 
 def upscale_tiled(
@@ -248,14 +262,24 @@ def plan_two_level(height: int, width: int, g: SplitGenerator, budget_bytes: int
     """(trunk tile, tail tile) in LR pixels for an image of height x width within `budget_bytes` of
     activations: the largest square trunk window (with its margin) whose tensors fit half the budget, the
     largest tail tile fitting a quarter. A window covering the whole image needs no margin."""
-    trunk_px = budget_bytes / 2 / (4 * g.features * _TRUNK_TENSORS)
-    margin = g.trunk_radius + g.tail_radius
-    whole = height * width <= trunk_px
-    trunk_tile = max(height, width) if whole else max(16, int(trunk_px ** 0.5) - 2 * margin)
+    whole_pixels, trunk_tile, tail_tile = two_level_sizes(g.features, g.scale, g.trunk_radius, g.tail_radius,
+                                                          budget_bytes)
+    return (max(height, width) if height * width <= whole_pixels else trunk_tile), tail_tile
+
+
+def two_level_sizes(features: int, scale: int, trunk_radius: int, tail_radius: int,
+                    budget_bytes: float) -> tuple[float, int, int]:
+    """The image-independent part of plan_two_level: (whole_pixels, trunk tile, tail tile). An image of at most
+    `whole_pixels` LR pixels runs the trunk in one window (no margin); a larger one in windows of trunk tile
+    (core, LR pixels) plus the margin trunk_radius + tail_radius; the tail runs on cores of tail tile plus
+    tail_radius. Shared by the CLI (plan_two_level) and the SavedModel's in-graph tiling."""
+    whole_pixels = budget_bytes / 2 / (4 * features * _TRUNK_TENSORS)
+    margin = trunk_radius + tail_radius
+    trunk_tile = max(16, int(whole_pixels ** 0.5) - 2 * margin)
     # The widest maps: 4F channels at (scale / 2)^2 pixels per LR pixel, before the last pixel shuffle.
-    tail_px = budget_bytes / 4 / (4 * g.features * g.scale ** 2 * _TAIL_TENSORS)
-    tail_tile = max(16, int(tail_px ** 0.5) - 2 * g.tail_radius)
-    return trunk_tile, tail_tile
+    tail_px = budget_bytes / 4 / (4 * features * scale ** 2 * _TAIL_TENSORS)
+    tail_tile = max(16, int(tail_px ** 0.5) - 2 * tail_radius)
+    return whole_pixels, trunk_tile, tail_tile
 
 
 def upscale_two_level(g: SplitGenerator, image: np.ndarray, budget_bytes: int,

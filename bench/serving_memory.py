@@ -1,0 +1,242 @@
+"""Peak process memory and latency of the exported SavedModel's signatures (in-graph tiling, export/tiled.py).
+
+    python bench/serving_memory.py [--generator G.keras] [--max_pixels N] [--concurrent 4] [--json out.json]
+
+Exports the generator (default: a full-size one with random weights; memory and time do not depend on the
+weights), then runs a child process that loads the SavedModel and sends, in order: one max-size request to each
+signature (serving_default and upscale_image at max_pixels, upscale_float at its own lower limit; `--singles`
+picks them), then `--concurrent` max-size serving_default requests of the same image at once from threads,
+whose outputs must equal the serial one bit for bit. This process samples
+the child's RSS from /proc every 20 ms and reports the peak of each step and the kernel's high-water mark
+(VmHWM). Each step's peak includes what earlier steps left allocated, so later steps are over- rather than
+under-stated. `--latency_side S` (0: skip) then times S x S serving_default requests against the same generator's
+whole-image graph in another child, the two interleaved, medians of `--latency_runs`, and checks that they agree
+within one gray level.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+_SAMPLE_S = 0.02
+
+
+def _image(side_h: int, side_w: int, seed: int) -> np.ndarray:
+    """Smooth, photo-like uint8 RGB content with a little noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:side_h, 0:side_w]
+    img = 127.5 + 127.5 * np.sin(xx / (7.0 + seed))[..., None] * np.cos(yy[..., None] / 11.0 + np.arange(3))
+    return np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
+
+
+def _side(pixels: int) -> int:
+    return math.isqrt(pixels)
+
+
+# ---------------------------------------------------------------- child: the requests themselves
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def child_memory(model_dir: str, concurrent: int, singles: list[str]) -> None:
+    import tensorflow as tf
+
+    from srgan_tf.tiling import artifact_metadata
+
+    info = artifact_metadata(model_dir)
+    side, float_side = _side(info["max_pixels"]), _side(info["max_float_pixels"])
+    loaded = tf.saved_model.load(model_dir)
+    sig = loaded.signatures
+    images = [_image(side, side, 0)]
+    digest = {}
+
+    def run(i):
+        out = sig["serving_default"](images=tf.constant(images[i][None]))["images"].numpy()
+        return hashlib.sha256(out.tobytes()).hexdigest(), out.shape
+
+    _say("step loaded")
+    _say(f"step serving_default {side}x{side}")
+    digest[0], shape = run(0)
+    _say(f"shape {shape}")
+    if "upscale_float" in singles:
+        _say(f"step upscale_float {float_side}x{float_side}")
+        x = images[0][:float_side, :float_side][None].astype(np.float32) / 255.0
+        sig["upscale_float"](images=tf.constant(x))["images"].numpy()
+        del x
+    if "upscale_image" in singles:
+        _say(f"step upscale_image {side}x{side} PNG")
+        png = tf.io.encode_png(images[0]).numpy()
+        sig["upscale_image"](image_bytes=tf.constant([png]))["image_bytes"].numpy()
+        del png
+    _say(f"step {concurrent} concurrent serving_default {side}x{side}")
+    results = [None] * concurrent
+
+    def worker(t):
+        results[t] = run(0)[0]
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(concurrent)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    same = all(r == digest[0] for r in results)
+    _say(f"concurrent_equal_serial {same}")
+    _say("step done")
+
+
+def child_latency(model_dir: str, generator: str, side: int, runs: int) -> None:
+    import keras
+    import tensorflow as tf
+
+    from srgan_tf.export.savedmodel import serving_functions
+    from srgan_tf.export.tiled import whole_image
+    from srgan_tf.inference_graph import fast_generator
+
+    tiled = tf.saved_model.load(model_dir).signatures["serving_default"]
+    model = fast_generator(keras.models.load_model(generator, compile=False))
+    whole = serving_functions(model, side * side, whole_image(model))["serving_default"]
+    x = tf.constant(_image(side, side, 2)[None])
+    calls = {"tiled": lambda: tiled(images=x)["images"].numpy(), "whole": lambda: whole(x)["images"].numpy()}
+    outs = {k: f() for k, f in calls.items()}  # trace and warm up
+    diff = int(np.abs(outs["tiled"].astype(int) - outs["whole"].astype(int)).max())
+    times = {k: [] for k in calls}
+    for _ in range(runs):
+        for k, f in calls.items():
+            t0 = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - t0)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    _say("latency " + json.dumps({"side": side, "runs": runs, "tiled_s": med["tiled"], "whole_s": med["whole"],
+                                  "ratio": med["tiled"] / med["whole"], "max_diff_levels": diff,
+                                  "tiled_all_s": times["tiled"], "whole_all_s": times["whole"]}))
+
+
+# ---------------------------------------------------------------- parent: export, sample, report
+
+
+def _status_kb(pid: int, key: str) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return None
+
+
+def sampled(cmd: list[str]) -> tuple[list[tuple[str, int]], list[str], int]:
+    """Runs `cmd`, sampling its RSS; returns ([(step, peak RSS bytes during it)], its other output lines, VmHWM
+    bytes). Steps are the child's `step NAME` lines."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    steps, lines, lock, last = [["start", 0]], [], threading.Lock(), [0]
+
+    def read():
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            with lock:
+                if line.startswith("step "):
+                    steps.append([line[5:], last[0]])
+                else:
+                    lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    hwm = 0
+    while proc.poll() is None:
+        rss, peak = _status_kb(proc.pid, "VmRSS"), _status_kb(proc.pid, "VmHWM")
+        if rss is not None:
+            with lock:
+                last[0] = rss * 1024
+                steps[-1][1] = max(steps[-1][1], last[0])
+            hwm = max(hwm, (peak or 0) * 1024)
+        time.sleep(_SAMPLE_S)
+    reader.join()
+    if proc.returncode:
+        raise SystemExit(f"child failed with status {proc.returncode}: {' '.join(cmd)}")
+    return [(name, peak) for name, peak in steps], lines, hwm
+
+
+def export(generator: str, out: Path, max_pixels: int) -> Path:
+    import keras
+
+    from srgan_tf.export.savedmodel import export_savedmodel
+    from srgan_tf.inference_graph import fast_generator
+    from srgan_tf.tiling import receptive_radius
+
+    model = keras.models.load_model(generator, compile=False)
+    meta = {"scale": receptive_radius(model)[1], "receptive_radius": receptive_radius(model)[0]}
+    return export_savedmodel(fast_generator(model), out / "serving", "srgan", 1, meta, max_pixels)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    from srgan_tf.export.savedmodel import DEFAULT_MAX_PIXELS
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--generator", default="", help=".keras generator (default: full size, random weights)")
+    p.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS, help="the export's pixel limit")
+    p.add_argument("--concurrent", type=int, default=4, help="max-size requests sent at once")
+    p.add_argument("--singles", default="serving_default,upscale_float,upscale_image",
+                   help="signatures sent one max-size request each before the concurrent ones")
+    p.add_argument("--latency_side", type=int, default=512, help="side of the latency request (0: skip)")
+    p.add_argument("--latency_runs", type=int, default=3, help="timed calls of each graph")
+    p.add_argument("--json", default="", help="also write the results here")
+    p.add_argument("--child", choices=("memory", "latency"), help=argparse.SUPPRESS)
+    p.add_argument("--model_dir", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child == "memory":
+        child_memory(args.model_dir, args.concurrent, args.singles.split(","))
+        return {}
+    if args.child == "latency":
+        child_latency(args.model_dir, args.generator, args.latency_side, args.latency_runs)
+        return {}
+
+    from common import generator_path, machine
+
+    with tempfile.TemporaryDirectory() as tmp:
+        generator = generator_path(args.generator, tmp)
+        model_dir = export(generator, Path(tmp), args.max_pixels)
+        me = [sys.executable, os.path.abspath(__file__), "--model_dir", str(model_dir), "--generator", generator]
+        steps, lines, hwm = sampled(me + ["--child", "memory", "--concurrent", str(args.concurrent),
+                                          "--singles", args.singles])
+        result = {"machine": machine(), "generator": args.generator or "build_generator() (random weights)",
+                  "max_pixels": args.max_pixels, "metadata": json.loads(
+                      (model_dir / "assets.extra" / "srgan_tf.json").read_text()),
+                  "steps": [{"step": s, "peak_rss_bytes": b} for s, b in steps], "vm_hwm_bytes": hwm,
+                  "concurrent_equal_serial": "concurrent_equal_serial True" in lines}
+        if args.latency_side:
+            _, lines, _ = sampled(me + ["--child", "latency", "--latency_side", str(args.latency_side),
+                                        "--latency_runs", str(args.latency_runs)])
+            result["latency"] = next(json.loads(x[8:]) for x in lines if x.startswith("latency "))
+    print(result["machine"])
+    print(f"tiling: {result['metadata']['tiling']}")
+    for s in result["steps"]:
+        print(f"  {s['step']:<48} peak RSS {s['peak_rss_bytes'] / 1e9:6.2f} GB")
+    print(f"  VmHWM (whole child) {hwm / 1e9:.2f} GB; concurrent results equal serial: "
+          f"{result['concurrent_equal_serial']}")
+    if "latency" in result:
+        lat = result["latency"]
+        print(f"latency {lat['side']}x{lat['side']} serving_default, median of {lat['runs']}: tiled "
+              f"{lat['tiled_s']:.2f} s, whole-image {lat['whole_s']:.2f} s, ratio {lat['ratio']:.3f}; "
+              f"max difference {lat['max_diff_levels']} gray levels")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()

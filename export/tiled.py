@@ -1,0 +1,160 @@
+"""Tiled upscaling inside a TF graph, for the SavedModel's signatures: memory per request is set by the tile,
+not by the image.
+
+The tiles are srgan_tf.tiling's (`tile_count`, `tile_span`, `two_level_sizes`), computed here in TF ops because
+the image size is known only per request. A generator of `models.build_generator`'s shape is tiled at two
+levels, as the CLI does (`tiling.upscale_two_level`): its trunk (the residual blocks, at LR size) on large
+windows with the full receptive margin, its upsampling tail on small tiles inside each window with the tail's
+own margin; an image small enough runs the trunk in one window. Another fully convolutional model is tiled at
+one level with its receptive radius as margin. Both give the whole-image result up to float round-off, for the
+reason in srgan_tf.tiling's docstring. Each output tile is finished (e.g. rounded to uint8) before it is kept,
+so the whole image is held only in the output's dtype; the loops run one tile at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import keras
+import tensorflow as tf
+
+from srgan_tf.inference_graph import TRUNK_OUTPUT
+from srgan_tf.tiling import DEFAULT_TILE, TilingError, receptive_radius, tile_count, tile_span, two_level_sizes
+
+# Activation budgets for two_level_sizes: the trunk's from the first, the tail's from the second. The trunk's
+# is the smaller because a large image's output accumulates beside it (a 2048x2048 request's 8192x8192 uint8
+# output is 0.2 GB); the tail's tile sets what tiling costs a small image (its margin is recomputed). With the
+# default generator: trunk windows of 289-pixel cores (369 pixels with the margin, about 0.19 GB of activations
+# measured here), tail cores of 81 pixels (about 0.11 GB).
+TRUNK_BUDGET_BYTES = 400 << 20
+TAIL_BUDGET_BYTES = 600 << 20
+# An image of up to this many LR pixels runs the trunk in one window even where the budget would tile it: its
+# output is small, so one 512x512 window (about 0.36 GB with the default generator) costs no more than a
+# max-size request's trunk window plus its 2048x2048 -> 8192x8192 output, and tiling's recomputed margins
+# stay off images up to that size.
+WHOLE_TRUNK_PIXELS = 512 * 512
+
+Finish = Callable[[tf.Tensor], tf.Tensor]  # [h, w, 3] float32 in [-1, 1] -> [h, w, 3] of the output dtype
+Region = tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]  # (top, bottom, left, right), half-open
+
+
+def _span(index, size, tile, margin):
+    return tile_span(index, size, tile, margin, minimum=tf.minimum, maximum=tf.maximum)
+
+
+def _tiled(fn: Callable[[list[tf.Tensor], Region], tf.Tensor], inputs: list[tf.Tensor], region: Region,
+           tile, margin: int, scale: int, channels: int, dtype: tf.DType) -> tf.Tensor:
+    """The output of `region` of `inputs` (tensors [1, H, W, C] of one H and W): [scale*h, scale*w, channels].
+
+    The region is cut into cores of `tile` pixels (tiling.tile_span, offset to the region); each core's window
+    is the core grown by `margin`, clipped to [0, H) x [0, W); fn(window inputs, core within the window) must
+    return the core's output [scale*ch, scale*cw, channels]. Tiles run one after the other; a row of tiles is
+    joined along the width, the rows along the height."""
+    top, bottom, left, right = region
+    height, width = tf.shape(inputs[0])[1], tf.shape(inputs[0])[2]
+    rows, cols = tile_count(bottom - top, tile), tile_count(right - left, tile)
+
+    def row(i, strips):
+        ct, cb, _, _ = _span(i, bottom - top, tile, 0)
+        ct, cb = ct + top, cb + top
+        wt, wb = tf.maximum(ct - margin, 0), tf.minimum(cb + margin, height)
+
+        def col(j, pieces):
+            cl, cr, _, _ = _span(j, right - left, tile, 0)
+            cl, cr = cl + left, cr + left
+            wl, wr = tf.maximum(cl - margin, 0), tf.minimum(cr + margin, width)
+            out = fn([x[:, wt:wb, wl:wr] for x in inputs], (ct - wt, cb - wt, cl - wl, cr - wl))
+            return j + 1, pieces.write(j, tf.transpose(out, [1, 0, 2]))  # joined along axis 0 below
+
+        pieces = tf.TensorArray(dtype, size=cols, infer_shape=False, element_shape=[None, None, channels])
+        _, pieces = tf.while_loop(lambda j, _: j < cols, col, (0, pieces), parallel_iterations=1)
+        return i + 1, strips.write(i, tf.transpose(pieces.concat(), [1, 0, 2]))
+
+    strips = tf.TensorArray(dtype, size=rows, infer_shape=False, element_shape=[None, None, channels])
+    _, strips = tf.while_loop(lambda i, _: i < rows, row, (0, strips), parallel_iterations=1)
+    return strips.concat()
+
+
+def _crop(y: tf.Tensor, core: Region, scale: int) -> tf.Tensor:
+    """The output [s*h, s*w, C] over the LR `core` of y [1, H, W, C] (a window's output)."""
+    top, bottom, left, right = core
+    return y[0, scale * top:scale * bottom, scale * left:scale * right]
+
+
+@dataclass(frozen=True)
+class TiledGraph:
+    """A generator as graph pieces with its tile plan. `tail` is None for one-level tiling (then `trunk` is the
+    whole model); `trunk` None means no tiling (a model whose receptive radius is unknown)."""
+
+    trunk: keras.Model | None
+    tail: keras.Model | None
+    scale: int
+    trunk_margin: int
+    tail_margin: int
+    whole_pixels: int
+    trunk_tile: int
+    tail_tile: int
+    model: keras.Model
+
+    @property
+    def form(self) -> str:
+        """How requests are tiled, in words (for the export's metadata)."""
+        if self.tail is not None:
+            return (f"two levels: trunk in one window up to {self.whole_pixels} LR pixels, else {self.trunk_tile}-"
+                    f"pixel cores with a {self.trunk_margin}-pixel margin; tail on {self.tail_tile}-pixel cores "
+                    f"with a {self.tail_margin}-pixel margin")
+        if self.trunk is not None:
+            return f"one level: {self.trunk_tile}-pixel cores with a {self.trunk_margin}-pixel margin"
+        return "none (whole image; receptive radius unknown)"
+
+    def upscale(self, lr: tf.Tensor, finish: Finish, dtype: tf.DType) -> tf.Tensor:
+        """One image: float32 [1, h, w, 3] in [0, 1] -> finish(generator output) [scale*h, scale*w, 3]."""
+        s, channels = self.scale, 3
+        if self.trunk is None:
+            return finish(self.model(lr, training=False)[0])
+        h, w = tf.shape(lr)[1], tf.shape(lr)[2]
+        whole = (0, h, 0, w)
+        if self.tail is None:
+            def one(ins, core):
+                return finish(_crop(self.trunk(ins[0], training=False), core, s))
+
+            return _tiled(one, [lr], whole, self.trunk_tile, self.trunk_margin, s, channels, dtype)
+
+        def tail(ins, core):
+            return finish(_crop(self.tail(ins, training=False), core, s))
+
+        def window(ins, core):
+            features = self.trunk(ins[0], training=False)
+            return _tiled(tail, [features, ins[0]], core, self.tail_tile, self.tail_margin, s, channels, dtype)
+
+        trunk_tile = tf.where(tf.cast(h, tf.float64) * tf.cast(w, tf.float64) <= self.whole_pixels,
+                              tf.maximum(h, w), self.trunk_tile)
+        return _tiled(window, [lr], whole, trunk_tile, self.trunk_margin, s, channels, dtype)
+
+
+def tiled_graph(model: keras.Model) -> TiledGraph:
+    """The tile plan for `model` (LR [N, h, w, 3] in [0, 1] -> [N, s*h, s*w, 3] in [-1, 1]): two levels for a
+    generator with a `skip_add` layer (srgan_tf.models, in either inference form), one level for another model
+    whose receptive radius is known (tiling.receptive_radius), none otherwise."""
+    try:
+        radius, scale = receptive_radius(model)
+    except TilingError:
+        return whole_image(model)
+    names = {layer.name for layer in model.layers}
+    if TRUNK_OUTPUT not in names:
+        return TiledGraph(model, None, scale, radius, 0, 0, DEFAULT_TILE, 0, model)
+    features = model.get_layer(TRUNK_OUTPUT).output
+    trunk = keras.Model(model.inputs[0], features, name=f"{model.name}_trunk")
+    tail = keras.Model([features, model.inputs[0]], model.outputs[0], name=f"{model.name}_tail")
+    trunk_radius, tail_radius = receptive_radius(trunk)[0], receptive_radius(tail)[0]
+    sizes = [two_level_sizes(int(features.shape[-1]), scale, trunk_radius, tail_radius, budget)
+             for budget in (TRUNK_BUDGET_BYTES, TAIL_BUDGET_BYTES)]
+    (whole, trunk_tile, _), (_, _, tail_tile) = sizes
+    return TiledGraph(trunk, tail, scale, trunk_radius + tail_radius, tail_radius,
+                      max(int(whole), WHOLE_TRUNK_PIXELS), trunk_tile, tail_tile, model)
+
+
+def whole_image(model: keras.Model) -> TiledGraph:
+    """No tiling: `model` on the whole image (the graph exports had before in-graph tiling; for comparisons)."""
+    return TiledGraph(None, None, 1, 0, 0, 0, 0, 0, model)

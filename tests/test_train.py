@@ -317,3 +317,18 @@ def test_a_missing_vgg_weights_file_stops_before_the_first_phase(tmp_path):
     with pytest.raises(WeightsUnavailableError, match="no_such_vgg19.h5"):
         train.run(c, tmp_path / "w")
     assert not (tmp_path / "w" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("layout", ["no HR folder", "empty HR folder"])
+def test_an_unusable_validation_set_stops_before_the_first_step(tmp_path, layout):
+    """Issue 18: the validation set is checked at start, before any model is built or checkpoint written."""
+    from srgan_tf.config import ConfigInputError
+    from srgan_tf.data import DataError
+
+    val = tmp_path / "val"
+    (val / "HR" if layout == "empty HR folder" else val).mkdir(parents=True)
+    c = tiny_config(srresnet_steps=2, srgan_steps=2)
+    c.data.val_dir = str(val)
+    with pytest.raises(ConfigInputError if layout == "no HR folder" else DataError, match="HR"):
+        train.run(c, tmp_path / "w")
+    assert not (tmp_path / "w" / "checkpoints").exists()

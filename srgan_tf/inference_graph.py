@@ -151,10 +151,21 @@ def fast_generator(model: keras.Model) -> keras.Model:
     return keras.Model(lr, _fast_tail(model, _layer(model, TRUNK_OUTPUT).output, lr), name=model.name)
 
 
+def fast_parts(model: keras.Model) -> tuple[keras.Model, SplitGenerator]:
+    """(`fast_generator(model)`'s function as one model, `split_for_tiling(model)`), with the fast tail built
+    once for both: what an upscaler needs for whole images and for two-level tiles."""
+    trunk, tail = split_generator(model)
+    lr = keras.Input(shape=(None, None, 3), name="lr")
+    return keras.Model(lr, tail([trunk(lr), lr]), name=model.name), _as_split(trunk, tail)
+
+
 def split_for_tiling(model: keras.Model) -> SplitGenerator:
     """`split_generator(model)` as graph functions on numpy arrays with the radii that
     `tiling.upscale_two_level` needs; the tail's output is mapped from [-1, 1] to [0, 1]."""
-    trunk, tail = split_generator(model)
+    return _as_split(*split_generator(model))
+
+
+def _as_split(trunk: keras.Model, tail: keras.Model) -> SplitGenerator:
     run_trunk = tf.function(lambda x: trunk(x, training=False), reduce_retracing=True)
     run_tail = tf.function(lambda f, x: tail([f, x], training=False), reduce_retracing=True)
     radius, scale = receptive_radius(tail)

@@ -176,7 +176,7 @@ def upscaler_from_keras(
     `source` names it in that message (default: `name`, then the model's own name). `fast=False` runs
     `model` itself (as validation during training does: no new variables inside a strategy's scope).
     `precision="bfloat16"` computes the feature maps in bfloat16 (inference_graph.with_precision)."""
-    from srgan_tf.inference_graph import GraphError, fast_generator, split_for_tiling, with_precision
+    from srgan_tf.inference_graph import GraphError, fast_parts, with_precision
 
     name = name or model.name
     _check_generator(model, source or name, scale)
@@ -186,7 +186,7 @@ def upscaler_from_keras(
     graph, split = model, None
     if fast:
         with contextlib.suppress(GraphError):  # not a generator of srgan_tf.models: run it as it is
-            graph, split = fast_generator(model), split_for_tiling(model)
+            graph, split = fast_parts(model)
 
     # A graph function frees each layer's activations as soon as they are used: half the peak memory and
     # time of an eager call, which keeps every intermediate alive. Sizes vary, so shapes stay unknown.

@@ -8,6 +8,7 @@ import tensorflow as tf
 from srgan_tf.inference_graph import (
     GraphError,
     fast_generator,
+    fast_parts,
     shuffled_output_kernel,
     split_generator,
     with_precision,
@@ -40,6 +41,9 @@ def test_fast_and_split_graphs_equal_the_generator(scale, skip):
     trunk, tail = split_generator(g)
     np.testing.assert_allclose(fast(x).numpy(), want, atol=5e-6)
     np.testing.assert_allclose(tail([trunk(x), tf.constant(x)]).numpy(), want, atol=5e-6)
+    whole, split = fast_parts(g)
+    np.testing.assert_allclose(whole(x).numpy(), want, atol=5e-6)
+    np.testing.assert_allclose(split.tail(split.trunk(x[:1]), x[:1]), (want[:1] + 1) / 2, atol=5e-6)
     assert receptive_radius(fast) == receptive_radius(g)
     # The paper's 9x9 output layer is gone from the fast graph: a 5x5 to 12 channels before a shuffle.
     names = {layer.name for layer in fast.layers}

@@ -11,11 +11,9 @@ from __future__ import annotations
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import flags
 
-from absl import flags  # noqa: E402
-
-from srgan_tf import cli  # noqa: E402
+from srgan_tf import cli
 
 _SET5 = os.path.join("..", "shared", "data", "Set5")
 
@@ -53,6 +51,7 @@ def _flag_values() -> flags.FlagValues:
 def main(argv: list[str] | None = None) -> int:
     """The command line; returns the exit status (0 ok, 1 bad input or failed check, 2 bad flags, 130
     interrupted)."""
+    cli.lower_native_log_level()
     fv = _flag_values()
     status = cli.parse_flags(fv, sys.argv if argv is None else argv,
                              "python -m srgan_tf.export --generator=G.keras --out=DIR")

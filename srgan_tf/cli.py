@@ -77,6 +77,15 @@ def muted_stderr(active: bool) -> Iterator[None]:
         os.close(devnull)
 
 
+def lower_native_log_level() -> None:
+    """Keeps TensorFlow's C++ INFO and WARNING lines off stderr unless the user set TF_CPP_MIN_LOG_LEVEL.
+
+    A command's main calls it first: the C++ libraries read the variable once, at TensorFlow's first import.
+    Modules never set it at import, so importing the library changes no one's environment.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
 def quiet_tensorflow() -> None:
     """Keeps TensorFlow's and Keras' C++ and Python log lines and warnings off the terminal."""
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"  # takes effect if TensorFlow is not imported yet

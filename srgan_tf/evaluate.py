@@ -305,8 +305,7 @@ def _flag_values() -> flags.FlagValues:
 
 def main(argv: list[str] | None = None) -> int:
     """The command line; returns the exit status (0 ok, 1 bad input, 2 bad flags)."""
-    # Before TensorFlow's first import: its C++ libraries read the level once, and log while loading.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    cli.lower_native_log_level()
     from srgan_tf.loader import ModelLoadError, load_upscaler
 
     fv = _flag_values()

@@ -25,15 +25,14 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+from absl import flags
+from PIL import Image, ImageDraw, ImageFont
 
-import numpy as np  # noqa: E402
-from absl import flags  # noqa: E402
-from PIL import Image, ImageDraw, ImageFont  # noqa: E402
-
-from srgan_tf import cli  # noqa: E402
-from srgan_tf.evaluate import (  # noqa: E402
+from srgan_tf import cli
+from srgan_tf.evaluate import (
     PAPER_RESULTS,
     PAPER_SCALE,
     EvaluationError,
@@ -41,10 +40,11 @@ from srgan_tf.evaluate import (  # noqa: E402
     evaluate,
     low_res_input,
 )
-from srgan_tf.images import ImageError, atomic_write, crop_to_scale, find_images, load_image, nearest_upscale  # noqa: E402
-from srgan_tf.interpolate import InterpolationError, interpolate  # noqa: E402
-from srgan_tf.loader import ModelLoadError, Upscaler, load_generator, load_upscaler, upscaler_from_keras  # noqa: E402
-from srgan_tf.report_markdown import GENERATORS, METHODS, format_markdown, num  # noqa: E402
+from srgan_tf.images import ImageError, atomic_write, crop_to_scale, find_images, load_image, nearest_upscale
+from srgan_tf.report_markdown import GENERATORS, METHODS, format_markdown, num
+
+if TYPE_CHECKING:  # the loader imports TensorFlow: not before main() set its log level
+    from srgan_tf.loader import Upscaler
 
 DEFAULT_SETS = "../shared/data/Set5,../shared/data/Set14"
 DEFAULT_ALPHAS = "0,0.2,0.4,0.6,0.8,1"
@@ -74,6 +74,8 @@ def _read_config(workdir: Path) -> dict:
 
 def _load_generator(path: Path):
     """srgan_tf.loader.load_generator, its one-line error in the report's words."""
+    from srgan_tf.loader import ModelLoadError, load_generator
+
     try:
         return load_generator(path)
     except ModelLoadError as e:
@@ -156,6 +158,9 @@ def _grids(set_dir: Path, set_name: str, upscalers: dict[str, Upscaler], results
 def _sweep(models: dict, alphas: Sequence[float], set_dirs: Sequence[Path], scale: int,
            degradation: str) -> dict[str, list[dict]]:
     """{set: [{"alpha", "psnr", "ssim", "niqe"}, ...]}: each blend (1 - alpha) SRResNet + alpha SRGAN, evaluated."""
+    from srgan_tf.interpolate import interpolate
+    from srgan_tf.loader import upscaler_from_keras
+
     out: dict[str, list[dict]] = {d.resolve().name: [] for d in set_dirs}
     for alpha in alphas:
         print(f"interpolation: alpha {alpha:g}", flush=True)
@@ -227,6 +232,7 @@ def make_report(workdir: str | os.PathLike, out_dir: str | os.PathLike, sets: Se
     atomic. Raises ReportError, EvaluationError, ModelLoadError, ImageError or InterpolationError (one-line
     messages) for unusable input, checked (apart from unreadable images) before any lengthy work."""
     from srgan_tf import plots
+    from srgan_tf.loader import load_upscaler, upscaler_from_keras
 
     workdir, out_dir = Path(workdir), Path(out_dir)
     config = _read_config(workdir)
@@ -327,6 +333,10 @@ def _alphas(values: Sequence[str]) -> list[float] | None:
 
 def main(argv: list[str] | None = None) -> int:
     """The command line; returns the exit status (0 ok, 1 unusable input, 2 bad flags)."""
+    cli.lower_native_log_level()
+    from srgan_tf.interpolate import InterpolationError
+    from srgan_tf.loader import ModelLoadError
+
     fv = _flag_values()
     status = cli.parse_flags(fv, sys.argv if argv is None else argv,
                              "python -m srgan_tf.report --workdir=W --out=DIR [--markdown=RESULTS.md]")

@@ -6,8 +6,6 @@ import json
 import os
 from pathlib import Path
 
-from srgan_tf import data
-
 METHODS = {"bicubic": "bicubic", "srresnet": "SRResNet", "srgan": "SRGAN"}
 GENERATORS = ("srresnet", "srgan")
 # Scalars summarised in the Markdown's training table (first and last logged value).
@@ -25,6 +23,8 @@ def _niqe(x: float | None) -> str:
 
 
 def _training_data(config: dict) -> str:
+    from srgan_tf import data  # imports TensorFlow: only when a report is written
+
     d = config.get("data", {})
     return {"sample": f"the {len(data.SAMPLE_TRAIN)} photographs shipped with scikit-image (none from the "
                       "benchmark sets)",

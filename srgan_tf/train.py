@@ -24,7 +24,7 @@ from typing import NoReturn
 import keras
 import ml_collections
 import tensorflow as tf
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
 from srgan_tf import configs, data, distribute
@@ -274,23 +274,23 @@ def evaluate_phases(config: ml_collections.ConfigDict, workdir: Path, phases: li
     return out
 
 
-def main(argv: list[str]) -> int:
-    """Trains as the parsed flags say; returns the exit status (srgan_tf.cli's: 2 for a config that cannot
-    be loaded or is invalid, 1 for bad input or a failed run, 130 when interrupted), after one `error:` line."""
+def main(argv: list[str], fv: flags.FlagValues) -> int:
+    """Trains as the flags parsed into `fv` say; returns the exit status (srgan_tf.cli's: 2 for a config that
+    cannot be loaded or is invalid, 1 for bad input or a failed run, 130 when interrupted), after one `error:`
+    line. `argv` is what parsing left (the program name, then any stray arguments)."""
     if len(argv) > 1:
         print(f"error: unexpected arguments: {' '.join(argv[1:])}", file=sys.stderr)
         return EXIT_BAD_FLAGS
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", force=True)
-    FLAGS = flags.FLAGS  # noqa: N806 (absl's conventional name)
-    config_file = config_flags.get_config_filename(FLAGS["config"])
+    config_file = config_flags.get_config_filename(fv["config"])
     try:
-        config = FLAGS.config
+        config = fv.config
         config.keys()  # an unloadable file yields a placeholder that raises on first use
     except Exception as e:  # config_flags wraps whatever the config file raised
         reason = [line.strip() for line in str(e).splitlines() if line.strip()][-1]
         print(f"error: cannot load config file {config_file}: {reason}", file=sys.stderr)
         return EXIT_BAD_FLAGS
-    workdir = FLAGS.workdir or str(Path("runs") / Path(config_file).stem)
+    workdir = fv.workdir or str(Path("runs") / Path(config_file).stem)
     try:
         summary = run(config, workdir)
     except Interrupted as e:
@@ -322,40 +322,49 @@ def _flag_error(argv: list[str], e: Exception) -> str:
     return f"error: {type(e).__name__}: {text[0] if text else ''}"
 
 
-def cli() -> None:
-    """The command line: `python -m srgan_tf.train [--config=NAME|FILE.py] [--config.KEY=VALUE ...] [--workdir=DIR]`.
+USAGE = "python -m srgan_tf.train [--config=NAME|FILE.py] [--config.KEY=VALUE ...] [--workdir=DIR]"
+
+
+def command(argv: list[str]) -> int:
+    """The command line `argv` (program name first), parsed into a flag set of its own; returns the exit status.
 
     `--config` is a shipped config's name (`srgan`, `quickstart`, ...; see srgan_tf.configs) or the path of a
-    config file (default: the shipped quickstart). Exits with srgan_tf.cli's statuses: 2 after a one-line
-    error for a bad flag, config name, config file or override, 1 for bad input or a failed run, 130 when
-    interrupted.
+    config file (default: the shipped quickstart). Statuses are srgan_tf.cli's: 0 done (or after --help), 2
+    after a one-line error for a bad flag, config name, config file or override, 1 for bad input or a failed
+    run, 130 when interrupted. Safe to call more than once in a process (the tests do).
     """
-
-    def fail(line: str) -> NoReturn:
-        print(line, file=sys.stderr)
-        sys.exit(EXIT_BAD_FLAGS)
-
     try:
-        # ml_collections loads a config from a file path and reads sys.argv itself: names become paths first.
-        sys.argv[:] = configs.resolve_argv(sys.argv)
+        # ml_collections loads a config from a file path: names become paths before it reads the arguments.
+        argv = configs.resolve_argv(argv)
     except configs.ConfigNameError as e:
-        fail(f"error: {e}")
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_FLAGS
+    fv = flags.FlagValues()
     try:
-        # config_flags already applies the --config.* overrides of sys.argv while defining the flag.
+        # config_flags registers the --config.* overrides it finds in `sys_argv` while defining the flag.
         config_flags.DEFINE_config_file("config", str(DEFAULT_CONFIG), "Experiment config: a shipped config's "
                                         f"name ({', '.join(configs.names())}) or a config file's path.",
-                                        lock_config=True)
+                                        flag_values=fv, lock_config=True, sys_argv=argv)
     except (AttributeError, KeyError, TypeError, ValueError) as e:
-        fail(_flag_error(sys.argv, e))
-    flags.DEFINE_string("workdir", None, "Output folder (default: runs/<config name>).")
+        print(_flag_error(argv, e), file=sys.stderr)
+        return EXIT_BAD_FLAGS
+    flags.DEFINE_string("workdir", None, "Output folder (default: runs/<config name>).", flag_values=fv)
+    if any(a in ("-h", "--help", "-help") for a in argv[1:]):
+        print(f"usage: {USAGE}\n{fv.get_help(include_special_flags=False)}")
+        return EXIT_OK
+    try:
+        rest = fv(argv)
+    except Exception as e:  # a bad flag, override, or config file (which is code, and may raise anything)
+        print(_flag_error(argv, e), file=sys.stderr)
+        return EXIT_BAD_FLAGS
+    if not flags.FLAGS.is_parsed():  # absl's logging (used inside Keras and TF) wants the global set parsed
+        flags.FLAGS.mark_as_parsed()
+    return main(rest, fv)
 
-    def parse(argv: list[str]) -> list[str]:
-        try:
-            return flags.FLAGS(argv)
-        except Exception as e:  # a bad flag, override, or config file (which is code, and may raise anything)
-            fail(_flag_error(argv, e))
 
-    app.run(main, flags_parser=parse)
+def cli() -> NoReturn:
+    """The console script and `python -m srgan_tf.train`: `command(sys.argv)`, then exit with its status."""
+    sys.exit(command(sys.argv))
 
 
 if __name__ == "__main__":

@@ -47,6 +47,19 @@ def test_import_srgan_tf_makes_saved_generators_loadable_with_plain_keras(tmp_pa
         assert res.returncode == 0 and "loaded Functional True" in res.stdout, (first, res.stderr[-2000:])
 
 
+def test_importing_a_command_module_changes_no_environment_and_imports_no_tensorflow(tmp_path):
+    """Each command sets TF_CPP_MIN_LOG_LEVEL in its main (srgan_tf.cli.lower_native_log_level), not at import."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    modules = ["srgan_tf.evaluate", "srgan_tf.report", "srgan_tf.mos.__main__", "srgan_tf.export.__main__",
+               "srgan_tf.upscale"]
+    code = ("import importlib, os, sys\n"
+            f"for m in {modules!r}: importlib.import_module(m)\n"
+            "print(os.environ.get('TF_CPP_MIN_LOG_LEVEL'), 'tensorflow' in sys.modules)")
+    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0 and res.stdout.split() == ["None", "False"], res.stdout + res.stderr[-2000:]
+
+
 def test_load_generator_refuses_what_is_not_a_keras_generator_in_one_line(tmp_path):
     import srgan_tf
 

@@ -113,49 +113,64 @@ def test_killed_run_resumes_with_the_step_count_continuing(tmp_path):
     assert tf.train.latest_checkpoint(str(state.parent)).endswith(f"ckpt-{killed_at + 10}")
 
 
-@pytest.mark.slow
+def _train_in_process(capsys, args: list[str]) -> tuple[int, list[str], str]:
+    """train.command on `args` in this process: (exit status, its error lines, all of stderr)."""
+    status = train.command(["srgan_tf.train", *args])
+    err = capsys.readouterr().err
+    return status, [line for line in err.splitlines() if line.startswith("error:")], err
+
+
 @pytest.mark.parametrize("override,key", [
     ("--config.srresnet.steps=-5", "srresnet.steps"),
     ("--config.train.no_such_key=1", "train.no_such_key"),
     ("--config.model.scale=3", "model.scale"),
     ("--config.data.crop=30", "data.crop"),
 ])
-def test_bad_config_is_a_one_line_error(tmp_path, override, key):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    res = subprocess.run(train_cmd(tmp_path, override), cwd=REPO, env=env, capture_output=True, text=True,
-                         timeout=120)
-    assert res.returncode == cli.EXIT_BAD_FLAGS  # 2: a config error (srgan_tf.cli's convention)
-    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and key in errors[0], res.stderr[-2000:]
-    assert "Traceback" not in res.stderr
+def test_bad_config_is_a_one_line_error(tmp_path, capsys, override, key):
+    status, errors, err = _train_in_process(capsys, train_cmd(tmp_path, override)[3:])
+    assert status == cli.EXIT_BAD_FLAGS  # 2: a config error (srgan_tf.cli's convention)
+    assert len(errors) == 1 and key in errors[0], err[-2000:]
+    assert not (tmp_path / "checkpoints").exists()
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("args,status,message", [
     # A shipped config by name, its overrides applied: srresnet's steps, then a misspelt key.
     (["--config=srresnet", "--config.srresnet.steps=-5"], 2, "config.srresnet.steps: must be >= 0"),
     (["--config", "srresnet", "--config.train.no_such_key=1"], 2, "--config.train.no_such_key: no such config key"),
     (["--config=no_such_config"], 2, "--config=no_such_config: no shipped config of that name"),
     ([f"--config={REPO / 'configs' / 'srresnet.py'}", "stray"], 2, "unexpected arguments: stray"),
+    (["--no_such_flag=1"], 2, "no_such_flag"),
     # The name resolved (source tfds), then bad input: a data folder that is not there is not a config error.
     (["--config=srresnet", "--config.data.source=folder", "--config.data.path=/nonexistent"], 1, "/nonexistent"),
 ])
-def test_config_names_and_exit_statuses(tmp_path, args, status, message):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    res = subprocess.run([sys.executable, "-m", "srgan_tf.train", f"--workdir={tmp_path}", *args], cwd=tmp_path,
-                         env=env, capture_output=True, text=True, timeout=120)
-    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
-    assert res.returncode == status and len(errors) == 1 and message in errors[0], res.stderr[-2000:]
-    assert "Traceback" not in res.stderr
+def test_config_names_and_exit_statuses(tmp_path, capsys, monkeypatch, args, status, message):
+    monkeypatch.chdir(tmp_path)  # names resolve to the installed configs, not to files beside the caller
+    got, errors, err = _train_in_process(capsys, [f"--workdir={tmp_path}", *args])
+    assert got == status and len(errors) == 1 and message in errors[0], err[-2000:]
+
+
+def test_help_lists_the_flags(capsys):
+    assert train.command(["srgan_tf.train", "--help"]) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m srgan_tf.train") and "--workdir" in out and "--config" in out
+
+
+def test_missing_data_folder_is_a_one_line_error(tmp_path, capsys):
+    status, errors, err = _train_in_process(
+        capsys, train_cmd(tmp_path, "--config.data.source=folder", f"--config.data.path={tmp_path}/nope")[3:])
+    assert status == cli.EXIT_BAD_INPUT  # 1: bad input, not a bad config
+    assert errors == [f"error: config.data.path: folder {tmp_path}/nope does not exist"], err
 
 
 @pytest.mark.slow
-def test_missing_data_folder_is_a_one_line_error(tmp_path):
+def test_command_line_error_has_no_traceback(tmp_path):
+    """The real entry point, in a fresh interpreter: the status and the one line, nothing else of Python's."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    res = subprocess.run(train_cmd(tmp_path, "--config.data.source=folder", f"--config.data.path={tmp_path}/nope"),
-                         cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
-    assert res.returncode == cli.EXIT_BAD_INPUT  # 1: bad input, not a bad config
-    assert "error: config.data.path: folder" in res.stderr and "Traceback" not in res.stderr
+    res = subprocess.run(train_cmd(tmp_path, "--config.train.no_such_key=1"), cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=120)
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert res.returncode == cli.EXIT_BAD_FLAGS and len(errors) == 1, res.stderr[-2000:]
+    assert "Traceback" not in res.stderr
 
 
 def test_interpolate_command_exit_statuses(tmp_path, capsys):

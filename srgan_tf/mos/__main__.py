@@ -18,12 +18,10 @@ import socket
 import sys
 from collections.abc import Callable
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from absl import flags  # noqa: E402
+from absl import flags
 
 from srgan_tf import cli
-from srgan_tf.mos.study import StudyError  # noqa: E402
+from srgan_tf.mos.study import StudyError
 
 USAGE = """usage: python -m srgan_tf.mos COMMAND [--flags]
 
@@ -172,6 +170,7 @@ COMMANDS: dict[str, tuple[Callable[[], flags.FlagValues], Callable[[flags.FlagVa
 
 def main(argv: list[str] | None = None) -> int:
     """Runs one command; returns the exit status (0 ok, 1 bad input, 2 bad command line, 130 interrupted)."""
+    cli.lower_native_log_level()
     argv = sys.argv if argv is None else argv
     if len(argv) < 2 or argv[1] in ("-h", "--help", "-help", "help"):
         print(USAGE)

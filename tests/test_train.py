@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import REPO, make_batch, tiny_config, train_cmd, wait_for
+from conftest import REPO, TINY, make_batch, tiny_config, train_cmd, wait_for
 
 from srgan_tf import cli, train
 from srgan_tf.losses import pixel_mse
@@ -347,3 +347,20 @@ def test_an_unusable_validation_set_stops_before_the_first_step(tmp_path, layout
     with pytest.raises(ConfigInputError if layout == "no HR folder" else DataError, match="HR"):
         train.run(c, tmp_path / "w")
     assert not (tmp_path / "w" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("config", ["quickstart", "srgan"])
+def test_an_unprepared_tfds_dataset_stops_training_before_the_first_step(tmp_path, capsys, config):
+    """A TFDS source that is not prepared (and may not be downloaded) stops the run at start with the one line
+    that says how to prepare it, exit 1, before any model, checkpoint or VGG lookup; the paper config too."""
+    data_dir = tmp_path / "tfds"
+    data_dir.mkdir()
+    workdir = tmp_path / "run"
+    status, errors, err = _train_in_process(capsys, [
+        f"--config={config}", f"--workdir={workdir}", *TINY, "--config.data.source=tfds",
+        "--config.data.tfds_name=div2k/bicubic_x4", f"--config.data.tfds_data_dir={data_dir}",
+        "--config.data.tfds_download=False"])
+    assert status == cli.EXIT_BAD_INPUT, err[-2000:]
+    assert len(errors) == 1 and "div2k/bicubic_x4" in errors[0] and "tfds build" in errors[0], err[-2000:]
+    assert str(data_dir) in errors[0] and "VGG" not in err
+    assert not (workdir / "checkpoints").exists() and not list(workdir.glob("*.keras"))

@@ -43,37 +43,53 @@ def _span(index, size, tile, margin):
     return tile_span(index, size, tile, margin, minimum=tf.minimum, maximum=tf.maximum)
 
 
+def _fresh(shape, dtype: tf.DType) -> tf.Tensor:
+    """A zero tensor in a buffer of its own on every run: `Empty` is never constant-folded or shared, which
+    `_write_rows` needs (a folded `tf.zeros` would be one buffer for every request)."""
+    return tf.raw_ops.Empty(shape=tf.stack(shape), dtype=dtype, init=True)
+
+
+def _write_rows(buffer: tf.Tensor, start, rows: tf.Tensor) -> tf.Tensor:
+    """`buffer` with rows [start, start + len(rows)) set to `rows`, written in place (no copy of `buffer`).
+
+    InplaceUpdate mutates its input; that is safe only on a buffer from `_fresh` threaded through a while_loop
+    with no other reader, as in `_tiled`. It is what keeps a request's output held once instead of twice
+    (a TensorArray's concat holds the tiles and the joined image at the same time)."""
+    return tf.raw_ops.InplaceUpdate(x=buffer, i=tf.range(start, start + tf.shape(rows)[0]), v=rows)
+
+
 def _tiled(fn: Callable[[list[tf.Tensor], Region], tf.Tensor], inputs: list[tf.Tensor], region: Region,
            tile, margin: int, scale: int, channels: int, dtype: tf.DType) -> tf.Tensor:
     """The output of `region` of `inputs` (tensors [1, H, W, C] of one H and W): [scale*h, scale*w, channels].
 
     The region is cut into cores of `tile` pixels (tiling.tile_span, offset to the region); each core's window
     is the core grown by `margin`, clipped to [0, H) x [0, W); fn(window inputs, core within the window) must
-    return the core's output [scale*ch, scale*cw, channels]. Tiles run one after the other; a row of tiles is
-    joined along the width, the rows along the height."""
+    return the core's output [scale*ch, scale*cw, channels]. Tiles run one after the other, each written into
+    its row of tiles (held transposed, so that a tile's columns are rows), each row into the output."""
     top, bottom, left, right = region
     height, width = tf.shape(inputs[0])[1], tf.shape(inputs[0])[2]
     rows, cols = tile_count(bottom - top, tile), tile_count(right - left, tile)
+    out_w = scale * (right - left)
 
-    def row(i, strips):
+    def row(i, out):
         ct, cb, _, _ = _span(i, bottom - top, tile, 0)
         ct, cb = ct + top, cb + top
         wt, wb = tf.maximum(ct - margin, 0), tf.minimum(cb + margin, height)
 
-        def col(j, pieces):
+        def col(j, strip):
             cl, cr, _, _ = _span(j, right - left, tile, 0)
             cl, cr = cl + left, cr + left
             wl, wr = tf.maximum(cl - margin, 0), tf.minimum(cr + margin, width)
-            out = fn([x[:, wt:wb, wl:wr] for x in inputs], (ct - wt, cb - wt, cl - wl, cr - wl))
-            return j + 1, pieces.write(j, tf.transpose(out, [1, 0, 2]))  # joined along axis 0 below
+            piece = fn([x[:, wt:wb, wl:wr] for x in inputs], (ct - wt, cb - wt, cl - wl, cr - wl))
+            return j + 1, _write_rows(strip, scale * (cl - left), tf.transpose(piece, [1, 0, 2]))
 
-        pieces = tf.TensorArray(dtype, size=cols, infer_shape=False, element_shape=[None, None, channels])
-        _, pieces = tf.while_loop(lambda j, _: j < cols, col, (0, pieces), parallel_iterations=1)
-        return i + 1, strips.write(i, tf.transpose(pieces.concat(), [1, 0, 2]))
+        strip = _fresh([out_w, scale * (cb - ct), channels], dtype)
+        _, strip = tf.while_loop(lambda j, _: j < cols, col, (0, strip), parallel_iterations=1)
+        return i + 1, _write_rows(out, scale * (ct - top), tf.transpose(strip, [1, 0, 2]))
 
-    strips = tf.TensorArray(dtype, size=rows, infer_shape=False, element_shape=[None, None, channels])
-    _, strips = tf.while_loop(lambda i, _: i < rows, row, (0, strips), parallel_iterations=1)
-    return strips.concat()
+    out = _fresh([scale * (bottom - top), out_w, channels], dtype)
+    _, out = tf.while_loop(lambda i, _: i < rows, row, (0, out), parallel_iterations=1)
+    return out
 
 
 def _crop(y: tf.Tensor, core: Region, scale: int) -> tf.Tensor:

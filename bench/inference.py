@@ -9,7 +9,8 @@ run: no implementation of these convolutions in float32 can beat it. PSNR is Y-P
 ../shared/data) when the set is there; a trained generator makes that column meaningful. With torch
 installed (`pip install torch`; not a dependency), the same generator in PyTorch is the peer row; with
 openvino installed (`pip install openvino`; not a dependency), OpenVINO rows on the exported float models
-(bench/openvino_peer.py), the bf16 one against the bfloat16 matmul floor.
+(bench/openvino_peer.py), the bf16 one against the bfloat16 matmul floor; with the onnx extra installed
+(`pip install 'srgan-tf[onnx]'`), an onnxruntime row on the ONNX export (srgan_tf.export.onnx).
 """
 
 from __future__ import annotations
@@ -120,6 +121,25 @@ def openvino_rows(result: dict, generator: str, model: keras.Model, tmp: str, fi
     return rows
 
 
+def onnx_rows(generator: str, model: keras.Model, tmp: str, fidelity: str | None, runs: int) -> list[dict]:
+    """ONNX Runtime (CPU, its default threads) on the ONNX export of the inference graph the other formats
+    run, timed and scored like the artifacts; no rows without tf2onnx, onnx and onnxruntime."""
+    from srgan_tf.export import onnx as onnx_export
+
+    if onnx_export.missing_packages():
+        return []
+    from srgan_tf.inference_graph import fast_generator
+
+    path = onnx_export.export_onnx(fast_generator(model), Path(tmp) / "bench.onnx", 4)
+    upscaler = onnx_export.onnx_upscaler(path, 4)
+    pairs = report.load_pairs(fidelity) if fidelity else []
+    reference = report.reference_outputs(load_upscaler(generator, 4), pairs)
+    opset = onnx_export.onnx_info(path)["opset"]
+    return [{"name": f"{upscaler.name} (tf2onnx, opset {opset})", "size_bytes": path.stat().st_size,
+             "latency_ms": report.latency_ms(upscaler, runs),
+             "fidelity": report.fidelity(upscaler, pairs, reference) if pairs else None}]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--generator", default="", help=".keras generator (default: a random full-size one)")
@@ -138,6 +158,7 @@ def main() -> None:
                             log=lambda _: None)
         result["artifacts"] += peer_rows(generator, model, fidelity, args.runs)
         result["artifacts"] += openvino_rows(result, generator, model, tmp, fidelity, args.runs)
+        result["artifacts"] += onnx_rows(generator, model, tmp, fidelity, args.runs)
         bf16_floor_ms = 1000 * flops / matmul_flops_per_second(dtype=tf.bfloat16)
         convs = convolution_rates(model, 128)
 

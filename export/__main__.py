@@ -1,7 +1,8 @@
 """python -m srgan_tf.export --generator=RUN/generator.keras --out=DIR [flags]
 
 Writes a TF Serving SavedModel (DIR/serving/<name>/<version>/, DIR/serving/models.config), TFLite models
-(DIR/tflite/<name>_{fp32,fp16,dynamic_int8,int8}.tflite) and DIR/report.json, and prints the report.
+(DIR/tflite/<name>_{fp32,fp16,dynamic_int8,int8}.tflite), with --formats=...,onnx an ONNX model
+(DIR/onnx/<name>.onnx; needs `pip install 'srgan-tf[onnx]'`) and DIR/report.json, and prints the report.
 Exit status (srgan_tf.cli's): 0 done, 1 bad input or a failed artifact check, 2 a bad flag or flag value,
 130 interrupted; errors are one `error: ...` line. From a checkout, `python -m export` is the same command.
 """
@@ -27,8 +28,8 @@ def _flag_values() -> flags.FlagValues:
                         flag_values=fv)
     flags.DEFINE_integer("version", None, "SavedModel version (default: one more than the newest there).",
                          lower_bound=1, flag_values=fv)
-    flags.DEFINE_list("formats", ["savedmodel", "tflite"], "Artifacts to write: savedmodel, tflite.",
-                      flag_values=fv)
+    flags.DEFINE_list("formats", ["savedmodel", "tflite"], "Artifacts to write: savedmodel, tflite, onnx (the "
+                      "last needs tf2onnx, onnx and onnxruntime: pip install 'srgan-tf[onnx]').", flag_values=fv)
     flags.DEFINE_list("tflite_variants", ["fp32", "fp16", "dynamic_int8", "int8"], "TFLite models to write.",
                       flag_values=fv)
     flags.DEFINE_string("calibration_dir", None, "Folder of real images whose crops calibrate the int8 model "

@@ -17,10 +17,12 @@ from srgan_tf.loader import load_upscaler
 from srgan_tf.tiling import TilingError, receptive_radius
 
 from . import ExportError, ExportOptionError, report
+from . import onnx as onnx_export
 from .savedmodel import DEFAULT_MAX_PIXELS, export_savedmodel, next_version, write_models_config
 from .tflite import VARIANTS, calibration_crops, export_tflite
 
-FORMATS = ("savedmodel", "tflite")
+FORMATS = ("savedmodel", "tflite", "onnx")
+DEFAULT_FORMATS = ("savedmodel", "tflite")  # onnx needs the optional extra (pip install 'srgan-tf[onnx]')
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -55,7 +57,7 @@ def run_export(
     out: str | os.PathLike,
     name: str = "srgan",
     version: int | None = None,
-    formats: Sequence[str] = FORMATS,
+    formats: Sequence[str] = DEFAULT_FORMATS,
     tflite_variants: Sequence[str] = VARIANTS,
     calibration_dir: str | os.PathLike | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -67,10 +69,11 @@ def run_export(
     """Exports the .keras `generator` under `out` and returns the report (also written to out/report.json).
 
     Writes `out/serving/<name>/<version>/` plus `out/serving/models.config` ("savedmodel") and
-    `out/tflite/<name>_<variant>.tflite` ("tflite"). Fidelity is measured on the benchmark set
-    `fidelity_data` (LR_bicubic_x4/ and HR/); without one, every artifact's "fidelity" is None, the report's
-    "fidelity_not_measured" says why (it is None when fidelity was measured) and the printed table has no
-    fidelity columns. Raises ExportOptionError for an option that cannot work, ExportError or
+    `out/tflite/<name>_<variant>.tflite` ("tflite") and `out/onnx/<name>.onnx` ("onnx", which needs tf2onnx,
+    onnx and onnxruntime: without them an ExportError before anything is written). Fidelity is measured on
+    the benchmark set `fidelity_data` (LR_bicubic_x4/ and HR/); without one, every artifact's "fidelity" is
+    None, the report's "fidelity_not_measured" says why (it is None when fidelity was measured) and the
+    printed table has no fidelity columns. Raises ExportOptionError for an option that cannot work, ExportError or
     ModelLoadError (one-line messages) for an unusable generator or an artifact that fails its checks.
     """
     if not _NAME.match(name):
@@ -83,6 +86,8 @@ def run_export(
     if max_pixels < 1:
         raise ExportOptionError(f"--max_pixels must be positive, got {max_pixels}")
 
+    if "onnx" in formats:  # before writing anything
+        onnx_export.require()
     calibration, notes = None, []
     if "tflite" in formats and "int8" in tflite_variants:  # read before writing anything
         images, source = calibration_images(calibration_dir)
@@ -124,6 +129,14 @@ def run_export(
             artifacts.append({"name": f"tflite {variant}", "format": "tflite", **info})
         notes += report.gpu_notes(artifacts)
 
+    if "onnx" in formats:
+        path = out / "onnx" / f"{name}.onnx"
+        log(f"converting ONNX {path} ...")
+        onnx_export.export_onnx(model, path, scale, metadata)
+        info = onnx_export.onnx_info(path)
+        artifacts.append({"name": "onnx", "format": "onnx", "path": str(path),
+                          "opset": info["opset"], "producer": info["producer"], "ops": info["ops"]})
+
     pairs, not_measured = [], None
     if fidelity_data is not None and (Path(fidelity_data) / "HR").is_dir():
         pairs = report.load_pairs(fidelity_data)
@@ -136,7 +149,12 @@ def run_export(
     log(f"measuring {len(artifacts)} artifacts on {len(pairs)} images ...")
     ref_outputs = report.reference_outputs(reference, pairs)
     for artifact in artifacts:
-        upscaler = reference if artifact["format"] == "keras" else load_upscaler(artifact["path"], scale)
+        if artifact["format"] == "keras":
+            upscaler = reference
+        elif artifact["format"] == "onnx":  # onnxruntime; srgan_tf.loader does not read .onnx files
+            upscaler = onnx_export.onnx_upscaler(artifact["path"], scale)
+        else:
+            upscaler = load_upscaler(artifact["path"], scale)
         artifact["size_bytes"] = report.artifact_size(artifact["path"])
         artifact["fidelity"] = report.fidelity(upscaler, pairs, ref_outputs) if pairs else None
         artifact["latency_ms"] = report.latency_ms(upscaler, latency_runs) if latency_runs > 0 else None

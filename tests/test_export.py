@@ -782,7 +782,7 @@ def test_new_export_gets_the_next_version_and_never_overwrites(exported, tmp_pat
     ("flags", "status", "message"),
     [
         (["--generator={tmp}/missing.keras"], 1, "no such file"),
-        (["--generator={tmp}/g.keras", "--formats=onnx"], 2, "unknown or no formats"),
+        (["--generator={tmp}/g.keras", "--formats=coreml"], 2, "unknown or no formats"),
         (["--generator={tmp}/g.keras", "--name=a/b"], 2, "--name"),
         (["--generator={tmp}/g.keras", "--calibration_dir={tmp}/nope"], 1, "not a folder"),
         (["--generator={tmp}/g.keras", "--version=0"], 2, "version"),

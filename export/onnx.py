@@ -22,12 +22,12 @@ import numpy as np
 import tensorflow as tf
 
 from srgan_tf.images import atomic_write
-from srgan_tf.loader import Upscaler
+from srgan_tf.loader import ModelLoadError, Upscaler, load_upscaler
+from srgan_tf.tiling import ONNX_METADATA_KEY as METADATA_KEY
 
 from . import ExportError
 
 INPUT, OUTPUT = "images", "upscaled"
-METADATA_KEY = "srgan_tf"
 INSTALL_HINT = "pip install 'srgan-tf[onnx]'"
 MAX_PROBE_DIFF = 1e-3  # [0, 1] units; float32 ONNX Runtime is ~1e-6 from Keras on the shipped generator
 _PROBE_HW = (7, 9)  # odd, non-square: catches shapes baked in at conversion
@@ -73,25 +73,13 @@ def to_onnx(model: keras.Model, opset: int | None = None):
     return proto
 
 
-def onnx_upscaler(path: str | os.PathLike, scale: int = 4, threads: int | None = None) -> Upscaler:
-    """An srgan_tf.loader.Upscaler running the ONNX model at `path` with ONNX Runtime on the CPU (float32
-    [N, h, w, 3] in [0, 1] -> [0, 1]); `threads`: ONNX Runtime's intra-op threads (its default, the
-    physical cores, when None). Raises ExportError when onnxruntime is missing or cannot load the file."""
+def onnx_upscaler(path: str | os.PathLike, scale: int = 4) -> Upscaler:
+    """srgan_tf.loader's Upscaler for the ONNX model at `path` (ONNX Runtime on the CPU); ExportError, one
+    line, when onnxruntime is missing or cannot use the file."""
     try:
-        import onnxruntime as ort
-    except ImportError:
-        raise ExportError(f"running an ONNX model needs onnxruntime, which is not installed: {INSTALL_HINT}") \
-            from None
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = int(threads)
-    try:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as e:
-        raise ExportError(f"{path}: onnxruntime cannot load it ({_first_line(e)})") from None
-    name = session.get_inputs()[0].name
-    return Upscaler(f"onnxruntime {ort.__version__} CPU", scale,
-                    lambda x: session.run(None, {name: np.ascontiguousarray(x, np.float32)})[0])
+        return load_upscaler(str(path), scale)
+    except ModelLoadError as e:
+        raise ExportError(str(e)) from None
 
 
 def compare_with_keras(model: keras.Model, upscaler: Upscaler, images: list[np.ndarray]) -> dict:

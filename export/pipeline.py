@@ -149,12 +149,7 @@ def run_export(
     log(f"measuring {len(artifacts)} artifacts on {len(pairs)} images ...")
     ref_outputs = report.reference_outputs(reference, pairs)
     for artifact in artifacts:
-        if artifact["format"] == "keras":
-            upscaler = reference
-        elif artifact["format"] == "onnx":  # onnxruntime; srgan_tf.loader does not read .onnx files
-            upscaler = onnx_export.onnx_upscaler(artifact["path"], scale)
-        else:
-            upscaler = load_upscaler(artifact["path"], scale)
+        upscaler = reference if artifact["format"] == "keras" else load_upscaler(artifact["path"], scale)
         artifact["size_bytes"] = report.artifact_size(artifact["path"])
         artifact["fidelity"] = report.fidelity(upscaler, pairs, ref_outputs) if pairs else None
         artifact["latency_ms"] = report.latency_ms(upscaler, latency_runs) if latency_runs > 0 else None

@@ -27,8 +27,8 @@ from srgan_tf.tiling import DEFAULT_TILE, TilingError, receptive_radius, tile_co
 # output is 0.2 GB); the tail's tile sets what tiling costs a small image (its margin is recomputed). With the
 # default generator: trunk windows of 289-pixel cores (369 pixels with the margin, about 0.19 GB of activations
 # measured here), tail cores of 81 pixels (about 0.11 GB).
-TRUNK_BUDGET_BYTES = 400 << 20
-TAIL_BUDGET_BYTES = 600 << 20
+TRUNK_BUDGET_BYTES = 250 << 20
+TAIL_BUDGET_BYTES = 400 << 20
 # An image of up to this many LR pixels runs the trunk in one window even where the budget would tile it: its
 # output is small, so one 512x512 window (about 0.36 GB with the default generator) costs no more than a
 # max-size request's trunk window plus its 2048x2048 -> 8192x8192 output, and tiling's recomputed margins

@@ -199,7 +199,7 @@ def upscaler_from_keras(
     return Upscaler(name=name, scale=scale, predict_float=predict_float, split=split)
 
 
-# --- SavedModel folders and .tflite files written by `python -m srgan_tf.export` ---
+# --- SavedModel folders, .tflite and .onnx files written by `python -m srgan_tf.export` ---
 
 
 def _artifact_name(path: Path) -> str:
@@ -278,6 +278,31 @@ def _load_tflite(spec: str, scale: int) -> Upscaler:
     return load_tflite(spec, scale)
 
 
+def _load_onnx(spec: str, scale: int) -> Upscaler:
+    """An .onnx model ([N, h, w, 3] in [0, 1] -> [0, 1]) run by ONNX Runtime on the CPU (the optional extra
+    `onnx`). The whole image at once: ONNX models are not tiled."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ModelLoadError(f"{spec}: running an ONNX model needs onnxruntime, which is not installed: "
+                             "pip install 'srgan-tf[onnx]'") from None
+    try:
+        session = ort.InferenceSession(spec, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph errors for bad files
+        raise ModelLoadError(f"{spec}: cannot load ONNX model ({_first_line(e)})") from None
+    inputs = session.get_inputs()
+    if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].shape[-1] != 3:
+        raise ModelLoadError(f"{spec}: not a generator (expected one [N, h, w, 3] input and one output)")
+    name = inputs[0].name
+
+    def predict_float(x: np.ndarray) -> np.ndarray:
+        return session.run(None, {name: np.ascontiguousarray(x, np.float32)})[0]
+
+    upscaler = Upscaler(Path(spec).stem, scale, predict_float)
+    upscaler.backend = f"onnxruntime {ort.__version__} CPU"
+    return _check_artifact(upscaler, spec, scale)
+
+
 def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
     dtype = detail["dtype"]
     if dtype == np.float32:
@@ -299,6 +324,7 @@ _LOADERS: dict[str, Callable[[str, int], Upscaler]] = {
     "keras": _load_keras,
     "savedmodel": _load_savedmodel,
     "tflite": _load_tflite,
+    "onnx": _load_onnx,
 }
 
 
@@ -311,13 +337,13 @@ def _spec_kind(spec: str) -> str:
         if (path / "saved_model.pb").is_file():
             return "savedmodel"
         raise ModelLoadError(f"{spec}: a folder without saved_model.pb, so not a SavedModel")
-    kind = {".keras": "keras", ".tflite": "tflite"}.get(path.suffix.lower())
+    kind = {".keras": "keras", ".tflite": "tflite", ".onnx": "onnx"}.get(path.suffix.lower())
     if not path.exists():
         raise ModelLoadError(f"{spec}: no such file" + ("" if kind else " (and not 'bicubic' nor a shipped model: "
                                                         f"{', '.join(SHIPPED)})"))
     if kind is None:
         raise ModelLoadError(f"{spec}: unknown model kind; expected 'bicubic', a .keras file, a SavedModel "
-                             "folder or a .tflite file")
+                             "folder, a .tflite or an .onnx file")
     return kind
 
 
@@ -333,11 +359,12 @@ def load_upscaler(spec: str, scale: int = 4, precision: str = "float32") -> Upsc
     `spec` is "bicubic" (MATLAB-compatible bicubic interpolation, see srgan_tf.imresize), a shipped
     generator's name ("srresnet", "srgan": the files SHIPPED names, see shipped_model_path) or the path of a
     `.keras` generator mapping [N, h, w, 3] in [0, 1] to [N, scale*h, scale*w, 3] in [-1, 1] (loaded in
-    Keras' safe mode), or of a SavedModel folder or `.tflite` file written by `python -m srgan_tf.export`
-    (both map [0, 1] to [0, 1]; see srgan_tf.export). Raises ModelLoadError (one-line message) for a missing,
-    corrupt or unsupported spec (a shipped model whose file is not installed included), a model that is not
-    such a generator, or one whose factor is not `scale`. `precision` "bfloat16" (Keras generators only)
-    computes the feature maps in bfloat16: faster on CPUs with AMX or AVX512-BF16 (see BENCHMARKS.md).
+    Keras' safe mode), or of a SavedModel folder, `.tflite` or `.onnx` file written by `python -m
+    srgan_tf.export` (they map [0, 1] to [0, 1]; see srgan_tf.export; .onnx needs the `onnx` extra).
+    Raises ModelLoadError (one-line message) for a missing, corrupt or unsupported spec (a shipped model
+    whose file is not installed included), a model that is not such a generator, or one whose factor is
+    not `scale`. `precision` "bfloat16" (Keras generators only) computes the feature maps in bfloat16:
+    faster on CPUs with AMX or AVX512-BF16 (see BENCHMARKS.md).
     """
     from srgan_tf.inference_graph import PRECISIONS
 

@@ -24,6 +24,7 @@ DEFAULT_TILE = 128
 # assets.extra/ folder, and a metadata entry of that name in a TFLite flatbuffer.
 SAVEDMODEL_METADATA_FILE = "srgan_tf.json"
 TFLITE_METADATA_NAME = "srgan_tf"
+ONNX_METADATA_KEY = "srgan_tf"  # an ONNX model's metadata_props key
 
 # Layers that act on each pixel independently (no spatial extent).
 _POINTWISE = {
@@ -204,19 +205,27 @@ def tflite_metadata(model_bytes: bytes) -> dict | None:
 
 
 def artifact_metadata(spec: str | os.PathLike) -> dict | None:
-    """Export metadata of a SavedModel folder or .tflite file (scale, receptive_radius, ...), or None."""
+    """Export metadata of a SavedModel folder, .tflite or .onnx file (scale, receptive_radius, ...), or None
+    (also for an .onnx file where the onnx package is not installed)."""
     path = Path(spec)
     if path.is_dir():
         file = path / "assets.extra" / SAVEDMODEL_METADATA_FILE
         return json.loads(file.read_text()) if file.is_file() else None
     if path.suffix.lower() == ".tflite" and path.is_file():
         return tflite_metadata(path.read_bytes())
+    if path.suffix.lower() == ".onnx" and path.is_file():
+        try:
+            import onnx
+        except ImportError:
+            return None
+        props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        return json.loads(props[ONNX_METADATA_KEY]) if ONNX_METADATA_KEY in props else None
     return None
 
 
 def margin_for(spec: str | os.PathLike) -> int:
-    """The receptive radius (LR pixels) of a .keras generator, or of an exported SavedModel/TFLite model
-    as recorded in its metadata. Raises TilingError when it cannot be known."""
+    """The receptive radius (LR pixels) of a .keras generator, or of an exported SavedModel, TFLite or ONNX
+    model as recorded in its metadata. Raises TilingError when it cannot be known."""
     path = Path(spec)
     if path.suffix.lower() == ".keras":
         import keras

@@ -122,3 +122,37 @@ def test_the_onnx_row_of_the_export_measures_fidelity_on_set5(needs_onnx, shared
     keras_row, onnx_row = report["artifacts"]
     assert onnx_row["fidelity"]["max_abs_diff_float"] < 1e-5 and onnx_row["fidelity"]["max_abs_diff_uint8"] <= 1
     assert abs(onnx_row["fidelity"]["y_psnr_vs_hr_db"] - keras_row["fidelity"]["y_psnr_vs_hr_db"]) < 0.01
+
+
+def test_the_loader_and_the_upscale_command_run_an_onnx_file(exported, tmp_path):
+    """`load_upscaler("x.onnx")` (srgan_tf's one loader) and `srgan-upscale --model=x.onnx` run the export,
+    tiled with the receptive radius recorded in its metadata."""
+    from PIL import Image
+
+    from srgan_tf.loader import load_upscaler
+    from srgan_tf.tiling import margin_for, receptive_radius
+    from srgan_tf.upscale import main as upscale_main
+
+    model, _ = exported
+    radius = receptive_radius(model)[0]
+    path = onnx_export.export_onnx(model, tmp_path / "g.onnx", 4, {"receptive_radius": radius, "scale": 4})
+    assert margin_for(path) == radius
+    image = np.random.default_rng(3).integers(0, 256, (12, 10, 3), dtype=np.uint8)
+    upscaler = load_upscaler(str(path), 4)
+    assert upscaler.backend.startswith("onnxruntime")
+    want = np.clip(model(image[None] / np.float32(255), training=False).numpy()[0] * 0.5 + 0.5, 0, 1)
+    assert np.abs(upscaler(image).astype(int) - np.floor(want * 255 + 0.5)).max() <= 1
+    Image.fromarray(image).save(tmp_path / "in.png")
+    assert upscale_main(["upscale", f"--input={tmp_path / 'in.png'}", f"--output={tmp_path / 'out.png'}",
+                         f"--model={path}"]) == 0
+    assert Image.open(tmp_path / "out.png").size == (40, 48)
+
+
+def test_an_onnx_file_without_onnxruntime_is_a_one_line_load_error(tmp_path, monkeypatch):
+    from srgan_tf.loader import ModelLoadError, load_upscaler
+
+    (tmp_path / "g.onnx").write_bytes(b"x")
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(ModelLoadError, match=r"needs onnxruntime.*pip install 'srgan-tf\[onnx\]'") as e:
+        load_upscaler(str(tmp_path / "g.onnx"), 4)
+    assert "\n" not in str(e.value)

@@ -8,7 +8,8 @@ windows with the full receptive margin, its upsampling tail on small tiles insid
 own margin; an image small enough runs the trunk in one window. Another fully convolutional model is tiled at
 one level with its receptive radius as margin. Both give the whole-image result up to float round-off, for the
 reason in srgan_tf.tiling's docstring. Each output tile is finished (e.g. rounded to uint8) before it is kept,
-so the whole image is held only in the output's dtype; the loops run one tile at a time.
+so the whole image is held only in the output's dtype, and once: tiles are written in place into one
+output buffer for the whole batch. The loops run one tile at a time.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from srgan_tf.tiling import DEFAULT_TILE, TilingError, receptive_radius, tile_co
 # output is 0.2 GB); the tail's tile sets what tiling costs a small image (its margin is recomputed). With the
 # default generator: trunk windows of 289-pixel cores (369 pixels with the margin, about 0.19 GB of activations
 # measured here), tail cores of 81 pixels (about 0.11 GB).
-TRUNK_BUDGET_BYTES = 250 << 20
-TAIL_BUDGET_BYTES = 400 << 20
+TRUNK_BUDGET_BYTES = 400 << 20
+TAIL_BUDGET_BYTES = 600 << 20
 # An image of up to this many LR pixels runs the trunk in one window even where the budget would tile it: its
 # output is small, so one 512x512 window (about 0.36 GB with the default generator) costs no more than a
 # max-size request's trunk window plus its 2048x2048 -> 8192x8192 output, and tiling's recomputed margins
@@ -59,8 +60,10 @@ def _write_rows(buffer: tf.Tensor, start, rows: tf.Tensor) -> tf.Tensor:
 
 
 def _tiled(fn: Callable[[list[tf.Tensor], Region], tf.Tensor], inputs: list[tf.Tensor], region: Region,
-           tile, margin: int, scale: int, channels: int, dtype: tf.DType) -> tf.Tensor:
-    """The output of `region` of `inputs` (tensors [1, H, W, C] of one H and W): [scale*h, scale*w, channels].
+           tile, margin: int, scale: int, channels: int, dtype: tf.DType, out: tf.Tensor | None = None,
+           first_row=0) -> tf.Tensor:
+    """The output of `region` of `inputs` (tensors [1, H, W, C] of one H and W): [scale*h, scale*w, channels],
+    or, given `out` (a `_fresh` buffer [rows, scale*w, channels]), `out` with it written from `first_row` on.
 
     The region is cut into cores of `tile` pixels (tiling.tile_span, offset to the region); each core's window
     is the core grown by `margin`, clipped to [0, H) x [0, W); fn(window inputs, core within the window) must
@@ -85,11 +88,17 @@ def _tiled(fn: Callable[[list[tf.Tensor], Region], tf.Tensor], inputs: list[tf.T
 
         strip = _fresh([out_w, scale * (cb - ct), channels], dtype)
         _, strip = tf.while_loop(lambda j, _: j < cols, col, (0, strip), parallel_iterations=1)
-        return i + 1, _write_rows(out, scale * (ct - top), tf.transpose(strip, [1, 0, 2]))
+        return i + 1, _write_rows(out, first_row + scale * (ct - top), tf.transpose(strip, [1, 0, 2]))
 
-    out = _fresh([scale * (bottom - top), out_w, channels], dtype)
+    if out is None:
+        out = _fresh([scale * (bottom - top), out_w, channels], dtype)
     _, out = tf.while_loop(lambda i, _: i < rows, row, (0, out), parallel_iterations=1)
     return out
+
+
+def _unit(x: tf.Tensor) -> tf.Tensor:
+    """The model's input: float32 in [0, 1] as it is, uint8 divided by 255."""
+    return x if x.dtype == tf.float32 else tf.cast(x, tf.float32) / 255.0
 
 
 def _crop(y: tf.Tensor, core: Region, scale: int) -> tf.Tensor:
@@ -124,29 +133,44 @@ class TiledGraph:
             return f"one level: {self.trunk_tile}-pixel cores with a {self.trunk_margin}-pixel margin"
         return "none (whole image; receptive radius unknown)"
 
-    def upscale(self, lr: tf.Tensor, finish: Finish, dtype: tf.DType) -> tf.Tensor:
-        """One image: float32 [1, h, w, 3] in [0, 1] -> finish(generator output) [scale*h, scale*w, 3]."""
+    def upscale(self, images: tf.Tensor, finish: Finish, dtype: tf.DType) -> tf.Tensor:
+        """[N, h, w, 3], float32 in [0, 1] or uint8 -> finish(generator output) [N, scale*h, scale*w, 3], one
+        image after the other, all written in place into one output buffer (so a request holds its output
+        once). uint8 input is made float window by window, so the request is never held as float32."""
+        s, channels = self.scale, 3
+        n, h, w = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
+        out = _fresh([n * s * h, s * w, channels], dtype)  # the images one above the other
+
+        def one(i, out):
+            return i + 1, self._upscale_into(out, i * s * h, images[i:i + 1], finish, dtype)
+
+        _, out = tf.while_loop(lambda i, _: i < n, one, (0, out), parallel_iterations=1)
+        return tf.reshape(out, [n, s * h, s * w, channels])  # a view: no copy
+
+    def _upscale_into(self, out: tf.Tensor, first_row, lr: tf.Tensor, finish: Finish, dtype: tf.DType):
+        """`out` with the output of lr [1, h, w, 3] written into its rows from `first_row` on."""
         s, channels = self.scale, 3
         if self.trunk is None:
-            return finish(self.model(lr, training=False)[0])
+            return _write_rows(out, first_row, finish(self.model(_unit(lr), training=False)[0]))
         h, w = tf.shape(lr)[1], tf.shape(lr)[2]
         whole = (0, h, 0, w)
         if self.tail is None:
             def one(ins, core):
-                return finish(_crop(self.trunk(ins[0], training=False), core, s))
+                return finish(_crop(self.trunk(_unit(ins[0]), training=False), core, s))
 
-            return _tiled(one, [lr], whole, self.trunk_tile, self.trunk_margin, s, channels, dtype)
+            return _tiled(one, [lr], whole, self.trunk_tile, self.trunk_margin, s, channels, dtype, out, first_row)
 
         def tail(ins, core):
             return finish(_crop(self.tail(ins, training=False), core, s))
 
         def window(ins, core):
-            features = self.trunk(ins[0], training=False)
-            return _tiled(tail, [features, ins[0]], core, self.tail_tile, self.tail_margin, s, channels, dtype)
+            lr_window = _unit(ins[0])
+            features = self.trunk(lr_window, training=False)
+            return _tiled(tail, [features, lr_window], core, self.tail_tile, self.tail_margin, s, channels, dtype)
 
         trunk_tile = tf.where(tf.cast(h, tf.float64) * tf.cast(w, tf.float64) <= self.whole_pixels,
                               tf.maximum(h, w), self.trunk_tile)
-        return _tiled(window, [lr], whole, trunk_tile, self.trunk_margin, s, channels, dtype)
+        return _tiled(window, [lr], whole, trunk_tile, self.trunk_margin, s, channels, dtype, out, first_row)
 
 
 def tiled_graph(model: keras.Model) -> TiledGraph:

@@ -315,6 +315,36 @@ def test_requests_above_the_pixel_limit_are_refused(loaded, signature, shape):
         loaded.signatures[signature](images=tf.zeros(shape, dtype))
 
 
+def _graph_ops(fn) -> set[str]:
+    graph = fn.graph.as_graph_def()
+    return {n.op for n in graph.node} | {n.op for f in graph.library.function for n in f.node_def}
+
+
+def test_requests_run_one_at_a_time_and_a_refused_one_releases_the_lock(loaded):
+    """Every signature holds the process's request lock while it runs; concurrent requests give the serial
+    results, and a refused request releases the lock (the next one, in a thread, would otherwise hang)."""
+    for name in ("serving_default", "upscale_float", "upscale_image"):
+        assert {"MutexV2", "MutexLock", "ConsumeMutexLock"} <= _graph_ops(loaded.signatures[name]), name
+    sig = loaded.signatures["serving_default"]
+    images = [np.random.default_rng(k).integers(0, 256, (1, 20 + k, 17, 3), dtype=np.uint8) for k in range(3)]
+    serial = [sig(images=tf.constant(x))["images"].numpy() for x in images]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="pixel limit"):
+        sig(images=tf.zeros((1, 257, 256, 3), tf.uint8))
+    got = [None] * len(images)
+
+    def call(k):
+        got[k] = sig(images=tf.constant(images[k]))["images"].numpy()
+
+    threads = [threading.Thread(target=call, args=(k,), daemon=True) for k in range(len(images))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "a request never got the lock"
+    for want, have in zip(serial, got, strict=True):
+        np.testing.assert_array_equal(want, have)
+
+
 @pytest.mark.slow
 def test_request_at_the_pixel_limit_is_served(exported, loaded):
     out = loaded.signatures["serving_default"](images=tf.zeros((1, 256, 256, 3), tf.uint8))["images"]

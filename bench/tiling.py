@@ -5,9 +5,9 @@
 
 Engines (taking turns, median of --runs calls each, with their Set5 fidelity against the fp32 fast graph):
 the Keras generator as trained and in its fast form (srgan_tf.inference_graph), the fast form in bfloat16
-(`--precision=bfloat16`), the exported TFLite fp32 and full-int8 models (XNNPACK), and OpenVINO on the
-exported float SavedModel with f32 and bf16 precision hints when openvino is installed (it is not a
-dependency).
+(`--precision=bfloat16`), the exported TFLite fp32 and full-int8 models (XNNPACK), ONNX Runtime on the
+ONNX export when the onnx extra is installed, and OpenVINO on the exported float SavedModel with f32 and bf16
+precision hints when openvino is installed (it is not a dependency).
 
 The floor of an input is the paper generator's FLOPs on it divided by the float32 matmul rate measured in the
 same run (bench/inference.py). Each upscale runs in its own process (so its peak resident memory is its
@@ -59,9 +59,10 @@ def run_one(generator: str, side: int, tile: int | None, workdir: Path) -> tuple
 
 def engine_rows(generator: str, tmp: str, runs: int, fidelity: str | None) -> list[tuple[str, float, dict | None]]:
     """(engine, median ms on one 128x128 input, fidelity on `fidelity`'s Set5 pairs vs the fp32 fast graph)
-    for every way this package runs the generator on a CPU, and OpenVINO on its export."""
+    for every way this package runs the generator on a CPU, and OpenVINO and ONNX Runtime on its exports."""
     import keras
 
+    from srgan_tf.export import onnx as onnx_export
     from srgan_tf.export import report
     from srgan_tf.export.pipeline import default_calibration_images
     from srgan_tf.export.tflite import calibration_crops, export_float_savedmodel, export_tflite
@@ -87,6 +88,12 @@ def engine_rows(generator: str, tmp: str, runs: int, fidelity: str | None) -> li
     ]
     if not available():
         print("(no OpenVINO rows: openvino is not installed; `pip install openvino` to get them)")
+    if onnx_export.missing_packages():
+        print(f"(no ONNX Runtime row: {onnx_export.INSTALL_HINT} to get it)")
+    else:
+        path = onnx_export.export_onnx(fast, Path(tmp) / "g.onnx", 4)
+        engines.append((f"ONNX Runtime, exported ONNX (tf2onnx, opset {onnx_export.onnx_info(path)['opset']})",
+                        load_upscaler(str(path))))
     engines = [(name, upscaler) for name, upscaler in engines if upscaler is not None]
     # The engines take turns, so that this machine's drifting speed falls on all of them alike.
     x = np.random.default_rng(0).random((1, 128, 128, 3), dtype=np.float32)

@@ -124,9 +124,10 @@ def phases_of(config: ml_collections.ConfigDict) -> list[str]:
     return [p.strip() for p in config.phases.split(",") if p.strip()]
 
 
-def validate(config: ml_collections.ConfigDict) -> None:
-    """Raises ConfigError naming the first key whose value cannot work (ConfigInputError when the value
-    names a file or folder that is not there)."""
+def validate(config: ml_collections.ConfigDict) -> list[str]:
+    """Returns the phases to run, in order (config.phases parsed, the one place it is); raises ConfigError
+    naming the first key whose value cannot work (ConfigInputError when the value names a file or folder
+    that is not there)."""
     def need(ok: bool, key: str, msg: str, error: type[ConfigError] = ConfigError) -> None:
         if not ok:
             raise error(f"config.{key}: {msg}")
@@ -178,3 +179,4 @@ def validate(config: ml_collections.ConfigDict) -> None:
         need(t[key] >= 0, f"train.{key}", f"must be >= 0, got {t[key]}")
     need(0 <= t.ema_decay < 1, "train.ema_decay", f"must be in [0, 1), got {t.ema_decay}")
     need(t.precision in PRECISIONS, "train.precision", f"must be one of {PRECISIONS}, got {t.precision!r}")
+    return phases

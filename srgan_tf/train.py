@@ -30,13 +30,13 @@ from ml_collections import config_flags
 from srgan_tf import configs, data, distribute
 from srgan_tf.callbacks import DivergenceGuard, PhaseProgress, ProgressBar, ScalarSummaries, Validation
 from srgan_tf.cli import EXIT_BAD_FLAGS, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
-from srgan_tf.config import ConfigError, ConfigInputError, phases_of, validate
+from srgan_tf.config import ConfigError, ConfigInputError, validate
 from srgan_tf.ema import WeightAverage
 from srgan_tf.evaluate import evaluate
 from srgan_tf.images import atomic_write
 from srgan_tf.loader import load_upscaler
 from srgan_tf.lock import WorkdirBusyError, workdir_lock
-from srgan_tf.losses import WeightsUnavailableError, load_vgg19, make_content_loss
+from srgan_tf.losses import VGG_LAYERS, WeightsUnavailableError, load_vgg19, make_content_loss
 from srgan_tf.models import build_discriminator, build_generator
 from srgan_tf.srgan import SRGAN, counter
 
@@ -192,7 +192,7 @@ def _restore_newest(ckpt: tf.train.Checkpoint, manager: tf.train.CheckpointManag
 
 def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     """Trains every configured phase in `workdir`; returns a summary of what was done and written."""
-    validate(config)
+    names = validate(config)
     strategy = distribute.make_strategy(config)
     chief = distribute.is_chief(strategy)
     # The other workers of a multi_worker run write the same checkpoints into a folder of their own, from
@@ -200,13 +200,12 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     workdir = Path(workdir) if chief else Path(workdir) / f"worker-{distribute.task_index(strategy)}"
     workdir.mkdir(parents=True, exist_ok=True)
     with workdir_lock(workdir):
-        return _run_locked(config, workdir, strategy, chief)
+        return _run_locked(config, names, workdir, strategy, chief)
 
 
-def _run_locked(config: ml_collections.ConfigDict, workdir: Path, strategy: tf.distribute.Strategy,
-                chief: bool) -> dict:
+def _run_locked(config: ml_collections.ConfigDict, names: list[str], workdir: Path,
+                strategy: tf.distribute.Strategy, chief: bool) -> dict:
     atomic_write(workdir / "config.json", lambda tmp: Path(tmp).write_text(config.to_json_best_effort(indent=2)))
-    names = phases_of(config)
     keras.utils.set_random_seed(config.seed)
     if config.train.deterministic:
         tf.config.experimental.enable_op_determinism()  # for the rest of the process; ops run slower
@@ -224,7 +223,7 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: Path, strategy: tf.d
     make_dataset(0)  # fails now, before any model is built, when the data cannot be used
     # Every phase's needs are checked before the first step of the first one: a VGG content loss of phase 2
     # must not fail after days of phase 1.
-    if any(config[name].content_loss.startswith("vgg") for name in names):
+    if any(config[name].content_loss in VGG_LAYERS for name in names):
         load_vgg19(config.loss.vgg_weights)
     val_images = data.validation_images(config.data, scale) if chief else []
     writer = tf.summary.create_file_writer(str(workdir / "tensorboard")) if chief else tf.summary.create_noop_writer()

@@ -137,6 +137,8 @@ class TiledGraph:
         """[N, h, w, 3], float32 in [0, 1] or uint8 -> finish(generator output) [N, scale*h, scale*w, 3], one
         image after the other, all written in place into one output buffer (so a request holds its output
         once). uint8 input is made float window by window, so the request is never held as float32."""
+        if self.trunk is None:  # untiled: the model's own output, whatever its scale
+            return finish(self.model(_unit(images), training=False))
         s, channels = self.scale, 3
         n, h, w = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
         out = _fresh([n * s * h, s * w, channels], dtype)  # the images one above the other
@@ -150,8 +152,6 @@ class TiledGraph:
     def _upscale_into(self, out: tf.Tensor, first_row, lr: tf.Tensor, finish: Finish, dtype: tf.DType):
         """`out` with the output of lr [1, h, w, 3] written into its rows from `first_row` on."""
         s, channels = self.scale, 3
-        if self.trunk is None:
-            return _write_rows(out, first_row, finish(self.model(_unit(lr), training=False)[0]))
         h, w = tf.shape(lr)[1], tf.shape(lr)[2]
         whole = (0, h, 0, w)
         if self.tail is None:

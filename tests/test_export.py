@@ -27,7 +27,7 @@ from srgan_tf.export.pipeline import run_export
 from srgan_tf.export.report import format_table
 from srgan_tf.export.savedmodel import max_float_pixels, serving_functions
 from srgan_tf.export.tflite import VARIANTS, check_tflite, convert, export_float_savedmodel, relu_form
-from srgan_tf.export.tiled import tiled_graph
+from srgan_tf.export.tiled import tiled_graph, whole_image
 from srgan_tf.export.warmup import WARMUP_FILE
 from srgan_tf.images import save_image
 from srgan_tf.inference_graph import fast_generator
@@ -191,6 +191,20 @@ def test_in_graph_tiles_give_the_whole_image_result(exported, batch):
         np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png))), want)
     seams = serving_functions(model, MAX_PIXELS, dataclasses.replace(tiles, trunk_margin=tiles.tail_margin))
     assert np.abs(seams["serving_default"](tf.constant(x))["images"].numpy().astype(int) - got).max() > 1
+
+
+def test_the_untiled_form_serves_the_whole_image_at_the_models_scale(exported):
+    """whole_image (models whose receptive radius is unknown, and the comparison graph of
+    bench/serving_memory.py) runs the model once per batch and agrees with the tiled signatures."""
+    model = fast_generator(exported["model"])
+    x = np.random.default_rng(7).integers(0, 256, (2, 23, 30, 3), dtype=np.uint8)
+    whole = serving_functions(model, MAX_PIXELS, whole_image(model))
+    tiled = serving_functions(model, MAX_PIXELS, _small_tiles(model))
+    got = whole["serving_default"](tf.constant(x))["images"].numpy()
+    assert got.shape == (2, 92, 120, 3)
+    assert np.abs(got.astype(int) - tiled["serving_default"](tf.constant(x))["images"].numpy()).max() <= 1
+    y = whole["upscale_float"](tf.constant(x / np.float32(255)))["images"].numpy()
+    np.testing.assert_allclose(y, _keras_unit(exported["model"], x), atol=1e-5)
 
 
 def test_a_model_without_the_generator_trunk_is_tiled_at_one_level():

@@ -19,13 +19,14 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from srgan_tf.images import atomic_write
 from srgan_tf.loader import ModelLoadError, Upscaler, load_upscaler
 from srgan_tf.tiling import ONNX_METADATA_KEY as METADATA_KEY
+from srgan_tf.tiling import artifact_metadata
 
 from . import ExportError
+from .tflite import float_upscale_function
 
 INPUT, OUTPUT = "images", "upscaled"
 INSTALL_HINT = "pip install 'srgan-tf[onnx]'"
@@ -60,14 +61,9 @@ def to_onnx(model: keras.Model, opset: int | None = None):
     require()
     import tf2onnx
 
-    spec = tf.TensorSpec([None, None, None, 3], tf.float32, name=INPUT)
-
-    @tf.function(input_signature=[spec])
-    def upscale(images):
-        return {OUTPUT: model(images, training=False) * 0.5 + 0.5}
-
+    upscale = float_upscale_function(model, OUTPUT)
     try:
-        proto, _ = tf2onnx.convert.from_function(upscale, input_signature=[spec], opset=opset)
+        proto, _ = tf2onnx.convert.from_function(upscale, input_signature=upscale.input_signature, opset=opset)
     except Exception as e:  # tf2onnx raises plain ValueErrors and friends with multi-line details
         raise ExportError(f"ONNX conversion failed (tf2onnx {tf2onnx.__version__}): {_first_line(e)}") from None
     return proto
@@ -80,27 +76,6 @@ def onnx_upscaler(path: str | os.PathLike, scale: int = 4) -> Upscaler:
         return load_upscaler(str(path), scale)
     except ModelLoadError as e:
         raise ExportError(str(e)) from None
-
-
-def compare_with_keras(model: keras.Model, upscaler: Upscaler, images: list[np.ndarray]) -> dict:
-    """How far `upscaler` is from the Keras `model` it was exported from on uint8 [h, w, 3] `images`:
-    {"max_abs_diff_float": largest |difference| of the [0, 1] outputs, "max_abs_diff_uint8": the same for
-    the uint8 images (rounded half up, as the loader does), "psnr_vs_keras_db": PSNR of the uint8 images
-    over all pixels, None when they are identical}."""
-    diff_float = diff_uint8 = squared = 0.0
-    count = 0
-    for image in images:
-        x = image[None].astype(np.float32) / 255.0
-        want = np.clip(np.asarray(model(x, training=False)) * 0.5 + 0.5, 0.0, 1.0)
-        got = upscaler.predict_float(x)
-        diff_float = max(diff_float, float(np.max(np.abs(got - want))))
-        delta = upscaler(image).astype(np.float64) - np.floor(want[0] * 255.0 + 0.5)
-        diff_uint8 = max(diff_uint8, float(np.max(np.abs(delta))))
-        squared += float(np.sum(delta * delta))
-        count += delta.size
-    mse = squared / max(count, 1)
-    return {"max_abs_diff_float": diff_float, "max_abs_diff_uint8": diff_uint8,
-            "psnr_vs_keras_db": None if mse == 0 else float(10.0 * np.log10(255.0**2 / mse))}
 
 
 def check_onnx(path: str | os.PathLike, model: keras.Model, scale: int) -> dict:
@@ -123,11 +98,13 @@ def check_onnx(path: str | os.PathLike, model: keras.Model, scale: int) -> dict:
             raise ExportError(f"ONNX: {what} shape {shape} is not [?, ?, ?, 3] (dynamic batch, height and width)")
     probe = np.random.default_rng(0).integers(0, 256, (*_PROBE_HW, 3), dtype=np.uint8)
     upscaler = onnx_upscaler(path, scale)
-    got = upscaler.predict_float(probe[None].astype(np.float32) / 255.0).shape
+    got = upscaler.predict_float(probe[None].astype(np.float32) / 255.0).shape  # before any value check
     want = (1, scale * _PROBE_HW[0], scale * _PROBE_HW[1], 3)
     if got != want:
         raise ExportError(f"ONNX: a 1x{_PROBE_HW[0]}x{_PROBE_HW[1]}x3 input gave {got}, expected {want}")
-    diff = compare_with_keras(model, upscaler, [probe])["max_abs_diff_float"]
+    x = probe[None].astype(np.float32) / 255.0
+    want = np.clip(np.asarray(model(x, training=False)) * 0.5 + 0.5, 0.0, 1.0)
+    diff = float(np.max(np.abs(upscaler.predict_float(x) - want)))
     if diff > MAX_PROBE_DIFF:
         raise ExportError(f"ONNX: output differs from Keras by {diff:.2e} on a 7x9 input (limit {MAX_PROBE_DIFF})")
     return {**info, "probe_max_abs_diff": diff}
@@ -151,12 +128,11 @@ def onnx_info(path: str | os.PathLike) -> dict:
     ops: dict[str, int] = {}
     for node in proto.graph.node:
         ops[node.op_type] = ops.get(node.op_type, 0) + 1
-    props = {p.key: p.value for p in proto.metadata_props}
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
     return {"opset": opset, "producer": f"{proto.producer_name} {proto.producer_version}".strip(),
             "input_shape": shape(proto.graph.input[0]), "output_shape": shape(proto.graph.output[0]),
             "ops": dict(sorted(ops.items())),
-            "metadata": json.loads(props[METADATA_KEY]) if METADATA_KEY in props else None}
+            "metadata": artifact_metadata(path)}
 
 
 def export_onnx(

@@ -64,9 +64,9 @@ def one_at_a_time(fn: Callable[[], dict]) -> dict:
     The lock is a mutex found by name in the device's resource manager, so every signature of every loaded
     copy of the model in the process shares it (a tf.CriticalSection cannot be exported: it would capture an
     untracked resource). Concurrent requests therefore run one after the other. On a CPU one request's
-    convolutions already use every core, so throughput stays (3 concurrent matmul-bound calls took 2.14 s
-    with the lock and 2.15 s without, here), the first of them returns sooner, and memory is that of one
-    request. The lock is held until the outputs are computed and released when they are returned.
+    convolutions already use every core, so throughput should stay while the first of them returns sooner, and
+    memory is that of one request (README, Serving, has the memory measured). The lock is held until the
+    outputs are computed and released when they are returned.
     """
     mutex = tf.raw_ops.MutexV2(container="", shared_name=REQUEST_LOCK)
     lock = tf.raw_ops.MutexLock(mutex=mutex)

@@ -81,16 +81,21 @@ def relu_form(model: keras.Model) -> keras.Model:
     return copy
 
 
-def export_float_savedmodel(model: keras.Model, path: str | os.PathLike) -> None:
-    """A SavedModel with one signature: `images` float32 [N, h, w, 3] in [0, 1] -> `images` in [0, 1].
-
-    No clipping (tanh * 0.5 + 0.5 is in range) and no assertions, so the graph is pure TFLite builtins.
-    """
+def float_upscale_function(model: keras.Model, output: str = "images"):
+    """The float graph the TFLite and ONNX models are converted from, as a tf.function: `images` float32
+    [N, h, w, 3] in [0, 1] -> {output: float32 [N, s*h, s*w, 3] in [0, 1]}. No clipping (tanh * 0.5 + 0.5 is
+    in range) and no assertions, so the graph is pure builtins."""
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="images")])
     def upscale(images):
-        return {"images": model(images, training=False) * 0.5 + 0.5}
+        return {output: model(images, training=False) * 0.5 + 0.5}
 
+    return upscale
+
+
+def export_float_savedmodel(model: keras.Model, path: str | os.PathLike) -> None:
+    """A SavedModel with one signature, float_upscale_function's: `images` in [0, 1] -> `images` in [0, 1]."""
+    upscale = float_upscale_function(model)
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint("serving_default", upscale)

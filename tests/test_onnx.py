@@ -61,14 +61,22 @@ def test_the_file_has_dynamic_shapes_and_the_export_metadata(exported):
     assert info["ops"]["DepthToSpace"] == 3 and info["ops"]["Conv"] > 0  # two shuffles and the bicubic skip
 
 
-def test_compare_with_keras_reports_an_altered_model(exported):
+def test_the_export_report_measures_an_altered_model_as_different(exported):
+    """The fidelity the export reports for the ONNX model (export.report.fidelity against the Keras model it
+    came from) is near exact for its own model and far off for another one."""
+    from srgan_tf.export import report
+    from srgan_tf.loader import upscaler_from_keras
+
     model, path = exported
     upscaler = onnx_export.onnx_upscaler(path, 4)
-    images = [np.random.default_rng(2).integers(0, 256, (16, 20, 3), dtype=np.uint8)]
-    same = onnx_export.compare_with_keras(model, upscaler, images)
+    rng = np.random.default_rng(2)
+    lr, hr = rng.integers(0, 256, (16, 20, 3), dtype=np.uint8), rng.integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    pairs = [("x", lr, hr)]
+    same = report.fidelity(upscaler, pairs, report.reference_outputs(upscaler_from_keras(model, 4, fast=False), pairs))
     assert same["max_abs_diff_float"] < 1e-5 and same["max_abs_diff_uint8"] <= 1
     other = fast_generator(_random_output_layer(build_generator(2, 16, bicubic_skip=True), seed=1))
-    changed = onnx_export.compare_with_keras(other, upscaler, images)
+    changed = report.fidelity(upscaler, pairs, report.reference_outputs(upscaler_from_keras(other, 4, fast=False),
+                                                                         pairs))
     assert changed["max_abs_diff_float"] > 1e-2 and changed["max_abs_diff_uint8"] > 2
     assert same["psnr_vs_keras_db"] is None or changed["psnr_vs_keras_db"] < same["psnr_vs_keras_db"] - 20
 

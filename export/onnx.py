@@ -20,6 +20,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from srgan_tf.errors import first_line
 from srgan_tf.images import atomic_write
 from srgan_tf.loader import ModelLoadError, Upscaler, load_upscaler
 from srgan_tf.tiling import ONNX_METADATA_KEY as METADATA_KEY
@@ -65,7 +66,7 @@ def to_onnx(model: keras.Model, opset: int | None = None):
     try:
         proto, _ = tf2onnx.convert.from_function(upscale, input_signature=upscale.input_signature, opset=opset)
     except Exception as e:  # tf2onnx raises plain ValueErrors and friends with multi-line details
-        raise ExportError(f"ONNX conversion failed (tf2onnx {tf2onnx.__version__}): {_first_line(e)}") from None
+        raise ExportError(f"ONNX conversion failed (tf2onnx {tf2onnx.__version__}): {first_line(e)}") from None
     return proto
 
 
@@ -91,7 +92,7 @@ def check_onnx(path: str | os.PathLike, model: keras.Model, scale: int) -> dict:
     try:
         onnx.checker.check_model(str(path))
     except Exception as e:
-        raise ExportError(f"ONNX: the model is not valid ({_first_line(e)})") from None
+        raise ExportError(f"ONNX: the model is not valid ({first_line(e)})") from None
     info = onnx_info(path)
     for what, shape in (("input", info["input_shape"]), ("output", info["output_shape"])):
         if len(shape) != 4 or shape[3] != 3 or any(isinstance(d, int) for d in shape[:3]):
@@ -160,8 +161,3 @@ def export_onnx(
     atomic_write(path, write_checked)
     return path
 
-
-def _first_line(e: BaseException) -> str:
-    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-    line = lines[0] if lines else type(e).__name__
-    return line if len(line) <= 200 else line[:197] + "..."

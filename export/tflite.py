@@ -24,6 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from srgan_tf.errors import first_line
 from srgan_tf.images import atomic_write
 from srgan_tf.litert import tflite_interpreter
 from srgan_tf.tiling import TFLITE_METADATA_NAME
@@ -149,7 +150,7 @@ def convert(
     try:
         return converter.convert()
     except Exception as e:  # ConverterError and friends carry multi-line MLIR diagnostics
-        raise ExportError(f"TFLite {variant} conversion failed: {_first_line(e)}") from None
+        raise ExportError(f"TFLite {variant} conversion failed: {first_line(e)}") from None
 
 
 def add_metadata(model_bytes: bytes, metadata: dict) -> bytes:
@@ -186,7 +187,7 @@ def check_tflite(model_bytes: bytes, scale: int, variant: str) -> dict:
     try:
         plain = tflite_interpreter(model_content=model_bytes, delegates=False)
     except Exception as e:
-        raise ExportError(f"TFLite {variant}: the interpreter cannot load it ({_first_line(e)})") from None
+        raise ExportError(f"TFLite {variant}: the interpreter cannot load it ({first_line(e)})") from None
     inputs, outputs = plain.get_input_details(), plain.get_output_details()
     if len(inputs) != 1 or len(outputs) != 1:
         raise ExportError(f"TFLite {variant}: expected one input and one output")
@@ -295,8 +296,3 @@ def export_tflite(
             results[variant] = {"path": str(path), **report}
     return results
 
-
-def _first_line(e: BaseException) -> str:
-    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-    line = lines[0] if lines else type(e).__name__
-    return line if len(line) <= 200 else line[:197] + "..."

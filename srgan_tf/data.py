@@ -16,8 +16,9 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from srgan_tf.errors import check
 from srgan_tf.images import DEFAULT_MAX_PIXELS, ImageError, crop_to_scale, find_images, load_image
-from srgan_tf.imresize import resize
+from srgan_tf.imresize import METHODS, resize
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,8 @@ SAMPLE_TRAIN = ("astronaut.png", "camera.png", "chelsea.png", "coins.png", "hubb
                 "moon.png", "motorcycle_left.png", "retina.jpg", "rocket.jpg", "brick.png", "grass.png",
                 "gravel.png")
 SAMPLE_VAL = ("coffee.png",)
+# config.data.source: scikit-image's photos | a folder of HR images | a TFDS dataset | HR/ and LR/ folders
+SOURCES = ("sample", "folder", "tfds", "paired")
 
 
 class DataError(ValueError):
@@ -84,7 +87,7 @@ def hr_paths(cfg: ml_collections.ConfigDict, skipped: SkippedFiles) -> list[Path
     else:
         folder = Path(cfg.path)
         if not folder.is_dir():
-            raise DataError(f"data folder {folder} does not exist")
+            raise DataError(f"config.data.path: folder {folder} does not exist")
         candidates, where = find_images(folder), f"folder {folder}"
     usable = [p for p in candidates if _probe(p, cfg.crop, skipped, DEFAULT_MAX_PIXELS)]
     if not usable:
@@ -177,6 +180,8 @@ def _degraded_crop(cfg: ml_collections.ConfigDict, scale: int):
 def _paired_images(cfg: ml_collections.ConfigDict, scale: int, skipped: SkippedFiles) -> tf.data.Dataset:
     hr_dir = Path(cfg.path) / "HR" if (Path(cfg.path) / "HR").is_dir() else Path(cfg.path)
     lr_dir = Path(cfg.lr_dir) if cfg.lr_dir else Path(cfg.path) / "LR"
+    if not Path(cfg.path).is_dir():
+        raise DataError(f"config.data.path: folder {cfg.path} does not exist")
     if not lr_dir.is_dir():
         raise DataError(f"LR folder {lr_dir} does not exist (config.data.lr_dir)")
     lr_by_name = {p.name: p for p in find_images(lr_dir)}
@@ -221,38 +226,54 @@ def _paired_crop(cfg: ml_collections.ConfigDict, scale: int):
     return fn
 
 
-def train_dataset(cfg: ml_collections.ConfigDict, scale: int, batch_size: int, seed: int = 0,
-                  skipped: SkippedFiles | None = None, start: int = 0,
-                  hr_files: list[Path] | None = None) -> tf.data.Dataset:
-    """An endless, shuffled, augmented dataset of `(lr, hr)` batches (see the module docstring).
+def training_source(cfg: ml_collections.ConfigDict, scale: int, seed: int = 0,
+                    skipped: SkippedFiles | None = None) -> tf.data.Dataset:
+    """The endless, shuffled stream that `train_batches` cuts training crops from: decoded HR images (uint8
+    [h, w, 3]), or (lr, hr) image pairs for a `paired` source, cached as `cfg.cache` says.
 
-    `cfg` is `config.data`. Batch k is a function of (`seed`, k) alone, and the dataset begins at batch
-    `start` without cropping or degrading the ones before it: a resumed run sees the batches the interrupted
-    one would have seen. Unusable files are skipped and recorded in
-    `skipped`; DataError when the source has no usable image at all. `hr_files`: for a `sample` or `folder`
-    source, the files `hr_paths` gave (probed again when None).
+    `cfg` is `config.data`. Built once per run: the folder's headers are probed and the TFDS builder opened
+    here, and every iterator of the batches made from it shares its cache and its order (which depends on
+    `seed` alone). Unusable files are skipped and recorded in `skipped`; DataError when the source has no
+    usable image at all, errors.ArgumentError for a `source`, `degradation` or `shuffle_buffer` that
+    cannot work.
     """
+    check(cfg.source in SOURCES, "source", f"must be one of {SOURCES}, got {cfg.source!r}")
+    check(cfg.degradation in METHODS, "degradation", f"must be one of {METHODS}, got {cfg.degradation!r}")
+    check(cfg.shuffle_buffer >= 1, "shuffle_buffer", f"must be >= 1, got {cfg.shuffle_buffer}")
     skipped = SkippedFiles() if skipped is None else skipped
     if cfg.source == "paired":
-        images, make_pair = _paired_images(cfg, scale, skipped), _paired_crop(cfg, scale)
+        images = _paired_images(cfg, scale, skipped)
+    elif cfg.source == "tfds":
+        images = _tfds_images(cfg, seed)
     else:
-        if cfg.source == "tfds":
-            images = _tfds_images(cfg, seed)
-        else:
-            images = _decode_files(hr_paths(cfg, skipped) if hr_files is None else hr_files, skipped)
-        make_pair = _degraded_crop(cfg, scale)
+        images = _decode_files(hr_paths(cfg, skipped), skipped)
     if cfg.cache == "memory":
         images = images.cache()
     elif cfg.cache != "none":
         images = images.cache(cfg.cache)
     # Not reshuffled per iterator: a strategy's distributed dataset may iterate it more than once.
-    images = images.repeat().shuffle(cfg.shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
+    return images.repeat().shuffle(cfg.shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
+
+
+def train_batches(source: tf.data.Dataset, cfg: ml_collections.ConfigDict, scale: int, batch_size: int,
+                  seed: int = 0, start: int = 0) -> tf.data.Dataset:
+    """`(lr, hr)` batches (see the module docstring) cut from `source` (`training_source` of the same `cfg`,
+    `scale` and `seed`). Batch k is a function of (`seed`, k) alone, and the dataset begins at batch `start`
+    without cropping or degrading the ones before it: a resumed run sees the batches the interrupted one would
+    have seen."""
+    make_pair = _paired_crop(cfg, scale) if cfg.source == "paired" else _degraded_crop(cfg, scale)
     seeds = tf.data.Dataset.random(seed=seed).batch(2)
-    ds = tf.data.Dataset.zip(seeds, images).skip(start * batch_size)
+    ds = tf.data.Dataset.zip(seeds, source).skip(start * batch_size)
     ds = ds.map(make_pair, num_parallel_calls=tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.deterministic = True  # batch k depends on (seed, k) alone, also where a strategy's defaults differ
     return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def train_dataset(cfg: ml_collections.ConfigDict, scale: int, batch_size: int, seed: int = 0,
+                  skipped: SkippedFiles | None = None, start: int = 0) -> tf.data.Dataset:
+    """`train_batches` of a `training_source` built for them alone (a run builds its source once instead)."""
+    return train_batches(training_source(cfg, scale, seed, skipped), cfg, scale, batch_size, seed, start)
 
 
 def validation_images(cfg: ml_collections.ConfigDict, scale: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -263,6 +284,8 @@ def validation_images(cfg: ml_collections.ConfigDict, scale: int) -> list[tuple[
     the folder has none. At most `cfg.val_max_images` images.
     """
     if cfg.val_dir:
+        if not (Path(cfg.val_dir) / "HR").is_dir():
+            raise DataError(f"config.data.val_dir: {cfg.val_dir} has no HR/ folder")
         hr_files = find_images(Path(cfg.val_dir) / "HR")
         lr_dir = Path(cfg.val_dir) / f"LR_bicubic_x{scale}"
     else:

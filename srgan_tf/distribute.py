@@ -16,6 +16,8 @@ from collections.abc import Callable
 import ml_collections
 import tensorflow as tf
 
+from srgan_tf.errors import first_line
+
 STRATEGIES = ("none", "mirrored", "multi_worker", "tpu")
 
 
@@ -67,7 +69,7 @@ def _new_strategy(config: ml_collections.ConfigDict) -> tf.distribute.Strategy:
             tf.config.experimental_connect_to_cluster(resolver)
             tf.tpu.experimental.initialize_tpu_system(resolver)
         except Exception as e:  # no TPU here: ValueError, NotFoundError, ... with long messages
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            first = first_line(e)
             raise DistributeError(f"config.distribute=tpu: no TPU {config.tpu or '(local)'} ({first})") from None
         return tf.distribute.TPUStrategy(resolver)
     raise DistributeError(f"config.distribute: must be one of {STRATEGIES}, got {name!r}")
@@ -90,6 +92,14 @@ def task_index(strategy: tf.distribute.Strategy) -> int:
     return int(resolver.task_id or 0) if resolver is not None and resolver.task_id is not None else 0
 
 
+def check_global_batch(strategy: tf.distribute.Strategy, global_batch: int) -> None:
+    """DistributeError unless `global_batch` splits evenly over the strategy's replicas."""
+    replicas = strategy.num_replicas_in_sync
+    if global_batch % replicas:
+        raise DistributeError(f"config.train.batch_size: {global_batch} does not split evenly over {replicas} "
+                              "replicas")
+
+
 def distribute_batches(strategy: tf.distribute.Strategy, make_global: Callable[[], tf.data.Dataset],
                        global_batch: int) -> tf.data.Dataset | tf.distribute.DistributedDataset:
     """The training batches for `fit()` under `strategy`.
@@ -99,12 +109,9 @@ def distribute_batches(strategy: tf.distribute.Strategy, make_global: Callable[[
     so the replicas together see exactly the single-device run's batches. Raises DistributeError when
     `global_batch` does not divide evenly.
     """
-    replicas = strategy.num_replicas_in_sync
-    if replicas == 1:
+    check_global_batch(strategy, global_batch)
+    if strategy.num_replicas_in_sync == 1:
         return make_global()
-    if global_batch % replicas:
-        raise DistributeError(f"config.train.batch_size: {global_batch} does not split evenly over {replicas} "
-                              "replicas")
 
     def pipeline(context: tf.distribute.InputContext) -> tf.data.Dataset:
         per_replica = context.get_per_replica_batch_size(global_batch)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import tensorflow as tf
 
+from srgan_tf.errors import first_line
 from srgan_tf.imresize import imresize
 from srgan_tf.tiling import SplitGenerator
 
@@ -101,7 +102,7 @@ def _check_generator(model, spec: str, scale: int) -> None:
     try:
         got = tuple(model(tf.zeros([1, h, w, 3]), training=False).shape)
     except Exception as e:  # any failure here means the model is unusable
-        raise ModelLoadError(f"{spec}: fails on a {h}x{w} test image ({_first_line(e)})") from None
+        raise ModelLoadError(f"{spec}: fails on a {h}x{w} test image ({first_line(e)})") from None
     if got[1:3] != (scale * h, scale * w):
         raise ModelLoadError(f"{spec}: upscales {h}x{w} to {got[1]}x{got[2]}, which is not the "
                              f"requested {scale}x")
@@ -156,7 +157,7 @@ def load_generator(spec: str | os.PathLike) -> keras.Model:
     try:
         model = keras.models.load_model(path, compile=False)
     except Exception as e:  # Keras raises many types for bad archives
-        raise ModelLoadError(f"{spec}: cannot load Keras model ({_first_line(e)})") from None
+        raise ModelLoadError(f"{spec}: cannot load Keras model ({first_line(e)})") from None
     if not isinstance(model, keras.Model):
         raise ModelLoadError(f"{spec}: holds a {type(model).__name__}, not a Keras model")
     return model
@@ -213,7 +214,7 @@ def _check_artifact(upscaler: Upscaler, spec: str, scale: int) -> Upscaler:
         got = upscaler(np.zeros((_PROBE_SIZE, _PROBE_SIZE, 3), np.uint8)).shape
     except Exception as e:  # any failure here means the model is unusable
         raise ModelLoadError(f"{spec}: fails on a {_PROBE_SIZE}x{_PROBE_SIZE} test image "
-                             f"({_first_line(e)})") from None
+                             f"({first_line(e)})") from None
     if got != (scale * _PROBE_SIZE, scale * _PROBE_SIZE, 3):
         raise ModelLoadError(f"{spec}: upscales {_PROBE_SIZE}x{_PROBE_SIZE} to {got[0]}x{got[1]}x{got[2]}, "
                              f"which is not the requested {scale}x")
@@ -226,7 +227,7 @@ def _load_savedmodel(spec: str, scale: int) -> Upscaler:
     try:
         loaded = tf.saved_model.load(spec)
     except Exception as e:  # corrupt protos, missing variables, unknown ops
-        raise ModelLoadError(f"{spec}: cannot load SavedModel ({_first_line(e)})") from None
+        raise ModelLoadError(f"{spec}: cannot load SavedModel ({first_line(e)})") from None
     missing = [s for s in ("serving_default", "upscale_float") if s not in loaded.signatures]
     if missing:
         raise ModelLoadError(f"{spec}: SavedModel has no {' or '.join(missing)} signature (expected the "
@@ -261,7 +262,7 @@ def load_tflite(spec: str, scale: int = 4, backend: str | None = None) -> Upscal
     try:
         runner = litert.runner(spec, backend)
     except Exception as e:  # the runtimes raise ValueError or RuntimeError for bad flatbuffers
-        raise ModelLoadError(f"{spec}: cannot load TFLite model ({_first_line(e)})") from None
+        raise ModelLoadError(f"{spec}: cannot load TFLite model ({first_line(e)})") from None
     shape = list(runner.input["shape"])
     if len(shape) != 4 or shape[-1] != 3:
         raise ModelLoadError(f"{spec}: not a generator (expected one [N, h, w, 3] input and one output)")
@@ -289,7 +290,7 @@ def _load_onnx(spec: str, scale: int) -> Upscaler:
     try:
         session = ort.InferenceSession(spec, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph errors for bad files
-        raise ModelLoadError(f"{spec}: cannot load ONNX model ({_first_line(e)})") from None
+        raise ModelLoadError(f"{spec}: cannot load ONNX model ({first_line(e)})") from None
     inputs = session.get_inputs()
     if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].shape[-1] != 3:
         raise ModelLoadError(f"{spec}: not a generator (expected one [N, h, w, 3] input and one output)")
@@ -346,11 +347,6 @@ def _spec_kind(spec: str) -> str:
                              "folder, a .tflite or an .onnx file")
     return kind
 
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    line = text[0] if text else type(e).__name__
-    return line if len(line) <= 200 else line[:197] + "..."
 
 
 def load_upscaler(spec: str, scale: int = 4, precision: str = "float32") -> Upscaler:

@@ -12,6 +12,8 @@ from pathlib import Path
 import keras
 from keras import ops
 
+from srgan_tf.errors import ArgumentError, first_line
+
 CONTENT_LOSSES = ("mse", "vgg22", "vgg54")
 # phi_i,j of the paper: the feature map after the j-th convolution (and its ReLU) before the i-th max-pool.
 VGG_LAYERS = {"vgg22": "block2_conv2", "vgg54": "block5_conv4"}
@@ -60,7 +62,7 @@ def load_vgg19(weights: str = "imagenet") -> keras.Model:
         except Exception as e:  # Keras raises several kinds of network errors here
             raise WeightsUnavailableError(
                 f"VGG19 ImageNet weights are not in Keras' cache and could not be downloaded ({type(e).__name__}: "
-                f"{(str(e).strip().splitlines() or ['no message'])[0][:200]}). "
+                f"{first_line(e)}). "
                 f"Place {VGG19_NOTOP_FILE} at {vgg19_cache_path()} or set --config.loss.vgg_weights=/path/to/it, "
                 "or use a content loss that needs no weights (mse)."
             ) from None
@@ -100,4 +102,4 @@ def make_content_loss(name: str, vgg_weights: str = "imagenet", vgg_feature_scal
         return pixel_mse
     if name in VGG_LAYERS:
         return VGGContentLoss(name, vgg_weights, vgg_feature_scale)
-    raise ValueError(f"content loss must be one of {CONTENT_LOSSES}, got {name!r}")
+    raise ArgumentError("content_loss", f"must be one of {CONTENT_LOSSES}, got {name!r}")

@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
+from srgan_tf.errors import check
 from srgan_tf.imresize import resize_matrix
 
 SUPPORTED_SCALES = (2, 4, 8)
@@ -120,10 +121,10 @@ def build_generator(num_blocks: int = 16, filters: int = 64, scale: int = 4, bn_
     `synchronized_bn=True` makes BatchNormalization use the statistics of the global batch when trained on
     several replicas (tf.distribute); it changes nothing on one device.
     """
-    if scale not in SUPPORTED_SCALES:
-        raise ValueError(f"scale must be one of {SUPPORTED_SCALES}, got {scale}")
-    if num_blocks < 1 or filters < 1:
-        raise ValueError(f"num_blocks and filters must be positive, got {num_blocks} and {filters}")
+    check(scale in SUPPORTED_SCALES, "scale", f"must be one of {SUPPORTED_SCALES}, got {scale}")
+    check(num_blocks >= 1, "num_blocks", f"must be >= 1, got {num_blocks}")
+    check(filters >= 1, "filters", f"must be >= 1, got {filters}")
+    check(0 <= bn_momentum < 1, "bn_momentum", f"must be in [0, 1), got {bn_momentum}")
 
     def bn(layer_name, y):
         if not batch_norm:
@@ -172,8 +173,8 @@ def build_discriminator(hr_size: int = 96, bn_momentum: float = 0.9, synchronize
     Dense(1). `hr_size` must be a positive multiple of 16 (four stride-2 stages). `synchronized_bn`: as in
     `build_generator`.
     """
-    if hr_size < 16 or hr_size % 16:
-        raise ValueError(f"hr_size must be a positive multiple of 16, got {hr_size}")
+    check(hr_size >= 16 and hr_size % 16 == 0, "hr_size", f"must be a positive multiple of 16, got {hr_size}")
+    check(0 <= bn_momentum < 1, "bn_momentum", f"must be in [0, 1), got {bn_momentum}")
     hr = keras.Input(shape=(hr_size, hr_size, 3), name="hr")
     x = hr
     for i, width in enumerate((64, 64, 128, 128, 256, 256, 512, 512), start=1):

@@ -30,13 +30,14 @@ from ml_collections import config_flags
 from srgan_tf import configs, data, distribute
 from srgan_tf.callbacks import DivergenceGuard, PhaseProgress, ProgressBar, ScalarSummaries, Validation
 from srgan_tf.cli import EXIT_BAD_FLAGS, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
-from srgan_tf.config import ConfigError, ConfigInputError, validate
+from srgan_tf.config import ConfigError, section, validate
 from srgan_tf.ema import WeightAverage
+from srgan_tf.errors import first_line
 from srgan_tf.evaluate import evaluate
 from srgan_tf.images import atomic_write
 from srgan_tf.loader import load_upscaler
 from srgan_tf.lock import WorkdirBusyError, workdir_lock
-from srgan_tf.losses import VGG_LAYERS, WeightsUnavailableError, load_vgg19, make_content_loss
+from srgan_tf.losses import WeightsUnavailableError, make_content_loss
 from srgan_tf.models import build_discriminator, build_generator
 from srgan_tf.srgan import SRGAN, counter
 
@@ -95,14 +96,14 @@ def _save_generator(generator: keras.Model, config: ml_collections.ConfigDict, p
 
 
 def train_phase(name: str, config: ml_collections.ConfigDict, workdir: Path, generator: keras.Model,
-                make_dataset, val_images, writer, init_from: str | None, chief: bool = True,
+                content_loss, make_dataset, val_images, writer, init_from: str | None, chief: bool = True,
                 synchronized_bn: bool = False) -> dict:
     """Runs (or resumes, or skips if finished) one phase, inside the strategy's scope; returns its summary.
 
-    `make_dataset(position)` gives the training batches from batch number `position` on. Only the `chief`
-    validates and writes generators; every process checkpoints into its own `workdir`. D and its optimizer
-    exist (and are checkpointed) only in an adversarial phase: an SRResNet checkpoint holds G, G's Adam
-    state, the data position and G's weight average."""
+    `content_loss` is the phase's (losses.make_content_loss). `make_dataset(position)` gives the training
+    batches from batch number `position` on. Only the `chief` validates and writes generators; every process
+    checkpoints into its own `workdir`. D and its optimizer exist (and are checkpointed) only in an adversarial
+    phase: an SRResNet checkpoint holds G, G's Adam state, the data position and G's weight average."""
     p = config[name]
     adversarial = p.adversarial_weight > 0
     g_opt = _optimizer(p, config)
@@ -138,9 +139,7 @@ def train_phase(name: str, config: ml_collections.ConfigDict, workdir: Path, gen
         log.info("%s: already finished (step %d of %d), not redone", name, int(step.numpy()), p.steps)
         return summary | {"skipped": True}
 
-    model = SRGAN(generator, discriminator, make_content_loss(p.content_loss, config.loss.vgg_weights,
-                                                              config.loss.vgg_feature_scale), p.adversarial_weight,
-                  ema=ema, data_position=position)
+    model = SRGAN(generator, discriminator, content_loss, p.adversarial_weight, ema=ema, data_position=position)
     model.compile(g_optimizer=g_opt, d_optimizer=tracked.get("d_optimizer"))
     progress = PhaseProgress(name, config, manager)  # first: the others read its counts
     guard = DivergenceGuard(name, config, ckpt, manager, progress)
@@ -181,7 +180,7 @@ def _restore_newest(ckpt: tf.train.Checkpoint, manager: tf.train.CheckpointManag
             ckpt.restore(path).assert_existing_objects_matched()
             return path
         except Exception as e:  # a damaged file fails in TF's reader with OpError, IndexError, ValueError, ...
-            reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            reason = first_line(e)
             log.warning("%s: checkpoint %s cannot be restored (%s); trying the one before", name, path, reason)
             failures.append(f"{Path(path).name}: {reason}")
     if failures:
@@ -205,26 +204,22 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
 
 def _run_locked(config: ml_collections.ConfigDict, names: list[str], workdir: Path,
                 strategy: tf.distribute.Strategy, chief: bool) -> dict:
-    atomic_write(workdir / "config.json", lambda tmp: Path(tmp).write_text(config.to_json_best_effort(indent=2)))
     keras.utils.set_random_seed(config.seed)
     if config.train.deterministic:
         tf.config.experimental.enable_op_determinism()  # for the rest of the process; ops run slower
 
     scale = config.model.scale
     skipped = data.SkippedFiles()
-    # A folder's image headers are probed once, here, not again for every dataset.
-    hr_files = data.hr_paths(config.data, skipped) if config.data.source in ("sample", "folder") else None
+    distribute.check_global_batch(strategy, config.train.batch_size)
+    # Built once, before any model: unusable data fails now, and every fit() of every phase draws from it.
+    with section("data"):
+        source = data.training_source(config.data, scale, config.seed, skipped)
 
     def make_dataset(position: int):
-        return distribute.distribute_batches(strategy, lambda: data.train_dataset(
-            config.data, scale, config.train.batch_size, config.seed, skipped, start=position, hr_files=hr_files),
+        return distribute.distribute_batches(strategy, lambda: data.train_batches(
+            source, config.data, scale, config.train.batch_size, config.seed, start=position),
             config.train.batch_size)
 
-    make_dataset(0)  # fails now, before any model is built, when the data cannot be used
-    # Every phase's needs are checked before the first step of the first one: a VGG content loss of phase 2
-    # must not fail after days of phase 1.
-    if any(config[name].content_loss in VGG_LAYERS for name in names):
-        load_vgg19(config.loss.vgg_weights)
     val_images = data.validation_images(config.data, scale) if chief else []
     writer = tf.summary.create_file_writer(str(workdir / "tensorboard")) if chief else tf.summary.create_noop_writer()
     sync_bn = strategy.num_replicas_in_sync > 1
@@ -234,11 +229,22 @@ def _run_locked(config: ml_collections.ConfigDict, names: list[str], workdir: Pa
     try:
         with strategy.scope():
             keras.utils.set_random_seed(config.seed)  # initial weights depend on the seed alone, not on what ran
-            generator = build_generator(**config.model, synchronized_bn=sync_bn)
+            with section("model"):
+                generator = build_generator(**config.model, synchronized_bn=sync_bn)
+            # Every phase's content loss is built before the first step of the first phase (a VGG loss of phase
+            # 2 must not fail after days of phase 1), each kind once: VGG19 is loaded once per run.
+            losses = {}
+            for name in names:
+                kind = config[name].content_loss
+                with section(name):
+                    losses[kind] = losses.get(kind) or make_content_loss(kind, **config.loss)
+            # Written once everything is built: a config that a builder refuses leaves nothing behind.
+            atomic_write(workdir / "config.json", lambda tmp: Path(tmp).write_text(
+                config.to_json_best_effort(indent=2)))
             phases, init_from = [], None
             for name in names:
-                phases.append(train_phase(name, config, workdir, generator, make_dataset, val_images, writer,
-                                          init_from, chief, sync_bn))
+                phases.append(train_phase(name, config, workdir, generator, losses[config[name].content_loss],
+                                          make_dataset, val_images, writer, init_from, chief, sync_bn))
                 init_from = phases[-1]["checkpoint"]
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
@@ -300,7 +306,7 @@ def main(argv: list[str], fv: flags.FlagValues) -> int:
         return EXIT_INTERRUPTED
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT if isinstance(e, ConfigInputError) else EXIT_BAD_FLAGS
+        return EXIT_BAD_FLAGS
     except (*USER_ERRORS, DivergenceError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

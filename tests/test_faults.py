@@ -43,11 +43,11 @@ def test_a_non_finite_update_is_not_applied(adversarial_weight, poisoned_input):
 
 
 def _poison(monkeypatch, bad):
-    """Makes data.train_dataset put a NaN into every HR batch whose number satisfies `bad(k)`."""
-    real = data.train_dataset
+    """Makes data.train_batches put a NaN into every HR batch whose number satisfies `bad(k)`."""
+    real = data.train_batches
 
-    def poisoned(cfg, scale, batch_size, seed=0, skipped=None, start=0, **kwargs):
-        ds = real(cfg, scale, batch_size, seed, skipped, start=start, **kwargs)
+    def poisoned(source, cfg, scale, batch_size, seed=0, start=0):
+        ds = real(source, cfg, scale, batch_size, seed, start=start)
 
         def maybe_nan(k, pair):
             lr, hr = pair
@@ -55,7 +55,7 @@ def _poison(monkeypatch, bad):
 
         return tf.data.Dataset.zip(tf.data.Dataset.counter(start), ds).map(maybe_nan)
 
-    monkeypatch.setattr(train.data, "train_dataset", poisoned)
+    monkeypatch.setattr(train.data, "train_batches", poisoned)
 
 
 @pytest.mark.slow

@@ -77,5 +77,8 @@ def test_missing_imagenet_weights_fail_with_instructions(monkeypatch, tmp_path):
 
 
 def test_unknown_content_loss_is_refused():
-    with pytest.raises(ValueError, match="content loss"):
+    from srgan_tf.errors import ArgumentError
+
+    with pytest.raises(ArgumentError, match="content_loss must be one of") as refused:
         losses.make_content_loss("vgg33")
+    assert refused.value.arg == "content_loss"

@@ -3,15 +3,16 @@
     python bench/serving_memory.py [--generator G.keras] [--max_pixels N] [--concurrent 4] [--json out.json]
 
 Exports the generator (default: a full-size one with random weights; memory and time do not depend on the
-weights), then runs a child process that loads the SavedModel and sends, in order: one max-size request to each
-signature (serving_default and upscale_image at max_pixels, upscale_float at its own lower limit; `--singles`
-picks them), then `--concurrent` max-size serving_default requests of the same image at once from threads,
-whose outputs must equal the serial one bit for bit. Outputs are read as the server holds them, without a copy
-(np.asarray shares the tensor's buffer, where EagerTensor.numpy() copies it); a server's response encoding adds
-its own copy of the output (0.2 GB for a 2048x2048 uint8 request). This process samples
-the child's RSS from /proc every 20 ms and reports the peak of each step and the kernel's high-water mark
-(VmHWM). Each step's peak includes what earlier steps left allocated, so later steps are over- rather than
-under-stated. `--latency_side S` (0: skip) then times S x S serving_default requests against the same generator's
+weights), then starts server processes that load the SavedModel: one per signature, sent one max-size request
+(serving_default at max_pixels, upscale_float and upscale_image at their own lower limits; `--singles`
+picks them), then one sent a max-size serving_default request followed by `--concurrent` of the same image at once
+from threads, whose outputs must equal the serial one bit for bit. `--sequence` sends all of it to one process
+instead, each step after the last (a step's peak then includes what earlier steps left in TensorFlow's
+allocator pool). Outputs are read as the server holds them, without a copy (np.asarray shares the tensor's
+buffer, where EagerTensor.numpy() copies it; for upscale_image only the PNG's length is read); a server's
+response encoding adds its own copy of the output (0.2 GB for a 2048x2048 uint8 request). This process
+samples each child's RSS from /proc every 20 ms and reports the peak of each step and the kernel's high-water
+mark (VmHWM). `--latency_side S` (0: skip) then times S x S serving_default requests against the same generator's
 whole-image graph in another child, the two interleaved, medians of `--latency_runs`, and checks that they agree
 within one gray level.
 """
@@ -55,49 +56,61 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
-def child_memory(model_dir: str, concurrent: int, singles: list[str]) -> None:
+def child_memory(model_dir: str, request: str, concurrent: int, singles: list[str]) -> None:
     import tensorflow as tf
 
     from srgan_tf.tiling import artifact_metadata
 
     info = artifact_metadata(model_dir)
-    side, float_side = _side(info["max_pixels"]), _side(info["max_float_pixels"])
+    float_side, image_side = _side(info["max_float_pixels"]), _side(info["max_image_pixels"])
     loaded = tf.saved_model.load(model_dir)
     sig = loaded.signatures
-    images = [_image(side, side, 0)]
-    digest = {}
+    image = np.load(request)  # made by the parent: a server holds the request, not what made it
+    side = image.shape[0]
 
-    def run(i):
-        out = np.asarray(sig["serving_default"](images=tf.constant(images[i][None]))["images"])
+    def run():
+        out = np.asarray(sig["serving_default"](images=tf.constant(image[None]))["images"])
         return hashlib.sha256(memoryview(out)).hexdigest(), out.shape
 
     _say("step loaded")
-    _say(f"step serving_default {side}x{side}")
-    digest[0], shape = run(0)
-    _say(f"shape {shape}")
-    if "upscale_float" in singles:
-        _say(f"step upscale_float {float_side}x{float_side}")
-        x = images[0][:float_side, :float_side][None].astype(np.float32) / 255.0
-        np.asarray(sig["upscale_float"](images=tf.constant(x))["images"])
-        del x
-    if "upscale_image" in singles:
-        _say(f"step upscale_image {side}x{side} PNG")
-        png = tf.io.encode_png(images[0]).numpy()
-        sig["upscale_image"](image_bytes=tf.constant([png]))["image_bytes"].numpy()
-        del png
+    serial = None
+    for name in singles:
+        if name == "serving_default":
+            _say(f"step serving_default {side}x{side}")
+            serial, shape = run()
+            _say(f"shape {shape}")
+        elif name == "upscale_float":
+            _say(f"step upscale_float {float_side}x{float_side}")
+            x = image[:float_side, :float_side][None].astype(np.float32) / 255.0
+            np.asarray(sig["upscale_float"](images=tf.constant(x))["images"])
+            del x
+        elif name == "upscale_image":
+            _say(f"step upscale_image {image_side}x{image_side} PNG")
+            png = tf.io.encode_png(image[:image_side, :image_side]).numpy()
+            # The PNG's length, read without copying the string out of the tensor (a server encodes its
+            # response from the tensor itself).
+            out = sig["upscale_image"](image_bytes=tf.constant([png]))["image_bytes"]
+            _say(f"png_bytes {int(tf.strings.length(out)[0])}")
+            del png, out
+        else:
+            raise SystemExit(f"unknown signature {name}")
+    if not concurrent:
+        _say("step done")
+        return
+    if serial is None:
+        serial = run()[0]
     _say(f"step {concurrent} concurrent serving_default {side}x{side}")
     results = [None] * concurrent
 
     def worker(t):
-        results[t] = run(0)[0]
+        results[t] = run()[0]
 
     threads = [threading.Thread(target=worker, args=(t,)) for t in range(concurrent)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    same = all(r == digest[0] for r in results)
-    _say(f"concurrent_equal_serial {same}")
+    _say(f"concurrent_equal_serial {all(r == serial for r in results)}")
     _say("step done")
 
 
@@ -194,14 +207,17 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--concurrent", type=int, default=4, help="max-size requests sent at once")
     p.add_argument("--singles", default="serving_default,upscale_float,upscale_image",
                    help="signatures sent one max-size request each before the concurrent ones")
+    p.add_argument("--sequence", action="store_true",
+                   help="send everything to one server process (each step then holds what the earlier ones left)")
     p.add_argument("--latency_side", type=int, default=512, help="side of the latency request (0: skip)")
     p.add_argument("--latency_runs", type=int, default=3, help="timed calls of each graph")
     p.add_argument("--json", default="", help="also write the results here")
     p.add_argument("--child", choices=("memory", "latency"), help=argparse.SUPPRESS)
     p.add_argument("--model_dir", help=argparse.SUPPRESS)
+    p.add_argument("--request", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child == "memory":
-        child_memory(args.model_dir, args.concurrent, args.singles.split(","))
+        child_memory(args.model_dir, args.request, args.concurrent, args.singles.split(","))
         return {}
     if args.child == "latency":
         child_latency(args.model_dir, args.generator, args.latency_side, args.latency_runs)
@@ -212,24 +228,38 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         generator = generator_path(args.generator, tmp)
         model_dir = export(generator, Path(tmp), args.max_pixels)
-        me = [sys.executable, os.path.abspath(__file__), "--model_dir", str(model_dir), "--generator", generator]
-        steps, lines, hwm = sampled(me + ["--child", "memory", "--concurrent", str(args.concurrent),
-                                          "--singles", args.singles])
+        request = Path(tmp) / "request.npy"
+        side = _side(args.max_pixels)
+        np.save(request, _image(side, side, 0))
+        me = [sys.executable, os.path.abspath(__file__), "--model_dir", str(model_dir), "--generator", generator,
+              "--request", str(request)]
+        singles = args.singles.split(",")
+        # Each signature alone in a fresh server process, then the issue's sequence (one max-size request, then
+        # the concurrent ones) in another; --sequence: everything in one process, each step after the last.
+        runs = ([(singles, args.concurrent)] if args.sequence
+                else [([s], 0) for s in singles] + [(["serving_default"], args.concurrent)])
+        children = []
+        for sent, concurrent in runs:
+            steps, lines, hwm = sampled(me + ["--child", "memory", "--concurrent", str(concurrent),
+                                              "--singles", ",".join(sent)])
+            children.append({"steps": [{"step": s, "peak_rss_bytes": b} for s, b in steps], "vm_hwm_bytes": hwm,
+                             "lines": lines})
         result = {"machine": machine(), "generator": args.generator or "build_generator() (random weights)",
                   "max_pixels": args.max_pixels, "metadata": json.loads(
                       (model_dir / "assets.extra" / "srgan_tf.json").read_text()),
-                  "steps": [{"step": s, "peak_rss_bytes": b} for s, b in steps], "vm_hwm_bytes": hwm,
-                  "concurrent_equal_serial": "concurrent_equal_serial True" in lines}
+                  "one_process": args.sequence, "children": children,
+                  "concurrent_equal_serial": "concurrent_equal_serial True" in children[-1]["lines"]}
         if args.latency_side:
             _, lines, _ = sampled(me + ["--child", "latency", "--latency_side", str(args.latency_side),
                                         "--latency_runs", str(args.latency_runs)])
             result["latency"] = next(json.loads(x[8:]) for x in lines if x.startswith("latency "))
     print(result["machine"])
     print(f"tiling: {result['metadata']['tiling']}")
-    for s in result["steps"]:
-        print(f"  {s['step']:<48} peak RSS {s['peak_rss_bytes'] / 1e9:6.2f} GB")
-    print(f"  VmHWM (whole child) {hwm / 1e9:.2f} GB; concurrent results equal serial: "
-          f"{result['concurrent_equal_serial']}")
+    for child in result["children"]:
+        print(f"  a server process (VmHWM {child['vm_hwm_bytes'] / 1e9:.2f} GB):")
+        for s in child["steps"]:
+            print(f"    {s['step']:<46} peak RSS {s['peak_rss_bytes'] / 1e9:6.2f} GB")
+    print(f"  concurrent results equal serial: {result['concurrent_equal_serial']}")
     if "latency" in result:
         lat = result["latency"]
         print(f"latency {lat['side']}x{lat['side']} serving_default, median of {lat['runs']}: tiled "

@@ -26,10 +26,11 @@ from srgan_tf.tiling import DEFAULT_TILE, TilingError, receptive_radius, tile_co
 # Activation budgets for two_level_sizes: the trunk's from the first, the tail's from the second. The trunk's
 # is the smaller because a large image's output accumulates beside it (a 2048x2048 request's 8192x8192 uint8
 # output is 0.2 GB); the tail's tile sets what tiling costs a small image (its margin is recomputed). With the
-# default generator: trunk windows of 289-pixel cores (369 pixels with the margin, about 0.19 GB of activations
-# measured here), tail cores of 81 pixels (about 0.11 GB).
-TRUNK_BUDGET_BYTES = 400 << 20
-TAIL_BUDGET_BYTES = 600 << 20
+# default generator: trunk windows of 215-pixel cores (295 pixels with the margin), tail cores of 65 pixels.
+# They were 400 and 600 MB (289- and 81-pixel cores): 4 concurrent 2048x2048 requests then peaked at 1.59 GB,
+# since the server holds one response while the next request computes (README, Serving).
+TRUNK_BUDGET_BYTES = 256 << 20
+TAIL_BUDGET_BYTES = 400 << 20
 # An image of up to this many LR pixels runs the trunk in one window even where the budget would tile it: its
 # output is small, so one 512x512 window (about 0.36 GB with the default generator) costs no more than a
 # max-size request's trunk window plus its 2048x2048 -> 8192x8192 output, and tiling's recomputed margins
@@ -45,9 +46,11 @@ def _span(index, size, tile, margin):
 
 
 def _fresh(shape, dtype: tf.DType) -> tf.Tensor:
-    """A zero tensor in a buffer of its own on every run: `Empty` is never constant-folded or shared, which
-    `_write_rows` needs (a folded `tf.zeros` would be one buffer for every request)."""
-    return tf.raw_ops.Empty(shape=tf.stack(shape), dtype=dtype, init=True)
+    """An uninitialised tensor in a buffer of its own on every run: `Empty` is never constant-folded or shared,
+    which `_write_rows` needs (a folded `tf.zeros` would be one buffer for every request). Every element is
+    written by the tiles, which cover it; left unwritten, its pages take no memory until the tiles reach them,
+    so a request's output grows as it is computed (while the previous request's response is still held)."""
+    return tf.raw_ops.Empty(shape=tf.stack(shape), dtype=dtype, init=False)
 
 
 def _write_rows(buffer: tf.Tensor, start, rows: tf.Tensor) -> tf.Tensor:

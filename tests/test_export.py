@@ -25,7 +25,7 @@ from srgan_tf.export.__main__ import main
 from srgan_tf.export.gpu import gpu_compatibility
 from srgan_tf.export.pipeline import run_export
 from srgan_tf.export.report import format_table
-from srgan_tf.export.savedmodel import max_float_pixels, serving_functions
+from srgan_tf.export.savedmodel import max_float_pixels, max_image_pixels, serving_functions
 from srgan_tf.export.tflite import VARIANTS, check_tflite, convert, export_float_savedmodel, relu_form
 from srgan_tf.export.tiled import tiled_graph, whole_image
 from srgan_tf.export.warmup import WARMUP_FILE
@@ -245,9 +245,11 @@ def test_max_size_requests_stay_within_the_memory_target(exported, tmp_path):
                    check=True, timeout=1200, stdout=subprocess.DEVNULL)
     result = json.loads(out.read_text())
     assert result["concurrent_equal_serial"] is True
-    assert [s["step"] for s in result["steps"]][2:] == [
-        "serving_default 1024x1024", "2 concurrent serving_default 1024x1024", "done"]
-    single = {s["step"]: s["peak_rss_bytes"] for s in result["steps"]}["serving_default 1024x1024"]
+    fresh, sequence = result["children"]  # the single request alone, then followed by the concurrent ones
+    for child in result["children"]:
+        assert [s["step"] for s in child["steps"]][2:3] == ["serving_default 1024x1024"]
+    assert [s["step"] for s in sequence["steps"]][3:] == ["2 concurrent serving_default 1024x1024", "done"]
+    single = {s["step"]: s["peak_rss_bytes"] for s in fresh["steps"]}["serving_default 1024x1024"]
     assert 0 < single < MEMORY_TARGET
 
 
@@ -367,6 +369,19 @@ def test_request_at_the_pixel_limit_is_served(exported, loaded):
     assert out.shape == (1, 512, 512, 3)
     meta = artifact_metadata(exported["savedmodel"])
     assert meta["max_pixels"] == MAX_PIXELS and meta["max_float_pixels"] == max_float_pixels(MAX_PIXELS)
+    assert meta["max_image_pixels"] == max_image_pixels(MAX_PIXELS) == MAX_PIXELS // 2
+
+
+@pytest.mark.slow
+def test_upscale_image_has_its_own_per_image_limit(loaded):
+    """Half of max_pixels per image (it holds the output and its PNG at once): served at it, refused above."""
+    limit = max_image_pixels(MAX_PIXELS)
+    at = np.zeros((limit // 128, 128, 3), np.uint8)
+    (png,) = loaded.signatures["upscale_image"](image_bytes=tf.constant([_png(at)]))["image_bytes"].numpy()
+    assert tf.io.decode_png(png).shape == (4 * at.shape[0], 4 * 128, 3)
+    above = np.zeros((limit // 128 + 1, 128, 3), np.uint8)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=f"{limit}-pixel limit"):
+        loaded.signatures["upscale_image"](image_bytes=tf.constant([_png(above)]))
 
 
 @pytest.mark.slow

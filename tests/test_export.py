@@ -126,7 +126,7 @@ def test_every_format_runs_the_fast_output_layer(exported, loaded):
     12] for 16 filters), not the trained 9x9 one to 3 channels; the float tests below pin that it is the
     same function."""
     fast, trained = (5, 5, 64, 12), (9, 9, 16, 3)
-    shapes = {tuple(v.shape) for v in loaded.variables}
+    shapes = {tuple(v.shape) for v in loaded.signatures["serving_default"].variables}
     assert fast in shapes and trained not in shapes
     assert artifact_metadata(exported["savedmodel"])["inference_graph"].startswith("fast")
     for variant in VARIANTS:

@@ -125,7 +125,7 @@ def _train_in_process(capsys, args: list[str]) -> tuple[int, list[str], str]:
     ("--config.train.no_such_key=1", "train.no_such_key"),
     ("--config.data.crop=30", "data.crop"),
     # Checked by the builders that take them (srgan_tf.errors), named by config.section:
-    ("--config.model.scale=3", "config.model.scale: must be one of"),
+    ("--config.model.scale=16", "config.model.scale: must be one of"),  # 16 divides crop 32
     ("--config.model.bn_momentum=1.5", "config.model.bn_momentum: must be in [0, 1)"),
     ("--config.data.source=nope", "config.data.source: must be one of"),
     ("--config.data.degradation=lanczos", "config.data.degradation: must be one of"),

@@ -9,6 +9,7 @@ import logging
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -39,9 +40,10 @@ class PhaseProgress(keras.callbacks.Callback):
     the end, and turns SIGTERM/SIGINT into a checkpoint followed by a clean stop (`interrupted` is then set).
     The data position is counted by SRGAN.train_step and checkpointed with the weights."""
 
-    def __init__(self, name: str, config: ml_collections.ConfigDict, manager: tf.train.CheckpointManager):
+    def __init__(self, name: str, steps: int, train: ml_collections.ConfigDict,
+                 manager: tf.train.CheckpointManager):
         super().__init__()
-        self.manager, self.total, self.every = manager, config[name].steps, config.train.checkpoint_every
+        self.manager, self.total, self.every = manager, steps, train.checkpoint_every
         self.step = self.skipped = self.streak = 0
         self.interrupted = None
         self._previous_handlers = {}
@@ -87,11 +89,11 @@ class DivergenceGuard(keras.callbacks.Callback):
     rate is not changed. After `train.max_rollbacks` rollbacks, or with no checkpoint to go back to, it stops
     for good and sets `failed` to the reason. Reads the counts from `progress`, which must come first."""
 
-    def __init__(self, name: str, config: ml_collections.ConfigDict, checkpoint: tf.train.Checkpoint,
+    def __init__(self, name: str, train: ml_collections.ConfigDict, checkpoint: tf.train.Checkpoint,
                  manager: tf.train.CheckpointManager, progress: PhaseProgress):
         super().__init__()
         self.phase, self.checkpoint, self.manager, self.progress = name, checkpoint, manager, progress
-        self.max_bad_steps, self.max_rollbacks = config.train.max_bad_steps, config.train.max_rollbacks
+        self.max_bad_steps, self.max_rollbacks = train.max_bad_steps, train.max_rollbacks
         self.rollbacks = 0
         self.failed: str | None = None
         self._skipped_seen = 0
@@ -147,12 +149,12 @@ class Validation(keras.callbacks.Callback):
     logged to TensorBoard with the first images side by side; the last evaluation's side-by-side images are
     written to `samples_dir` at the end of the phase. Reads the step from `progress`, which must come first."""
 
-    def __init__(self, name: str, config: ml_collections.ConfigDict, images, writer, samples_dir: Path,
+    def __init__(self, name: str, train: ml_collections.ConfigDict, scale: int, images, writer, samples_dir: Path,
                  progress: PhaseProgress):
         super().__init__()
         self.phase, self.images, self.writer, self.samples_dir, self.progress = (name, images, writer, samples_dir,
                                                                                    progress)
-        self.scale, self.eval_every, self.total = config.model.scale, config.train.eval_every, config[name].steps
+        self.scale, self.eval_every, self.total = scale, train.eval_every, progress.total
         self.last_eval: dict[str, float] = {}
         self._evaluated_at = -1
         self._rows: dict[str, np.ndarray] = {}
@@ -207,10 +209,10 @@ class ProgressBar(keras.callbacks.Callback):
 
     REDRAW_SECONDS = 0.1
 
-    def __init__(self, name: str, config: ml_collections.ConfigDict, progress: PhaseProgress, stream=None):
+    def __init__(self, name: str, train: ml_collections.ConfigDict, progress: PhaseProgress, stream=None):
         super().__init__()
         self.phase, self.progress, self.stream = name, progress, stream
-        self.total, self.every, self.verbose = config[name].steps, config.train.log_every, config.train.verbose
+        self.total, self.every, self.verbose = progress.total, train.log_every, train.verbose
         self._out = None
         self._live = False
         self._began = None  # time of the first train begin
@@ -277,3 +279,29 @@ def _duration(seconds: float) -> str:
     if minutes < 60:
         return f"{minutes}:{seconds:02d}"
     return f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}"
+
+
+@dataclass
+class PhaseCallbacks:
+    """A phase's callbacks, in the order fit() must run them (`progress` first: the others read its counts)."""
+
+    progress: PhaseProgress
+    guard: DivergenceGuard
+    validation: Validation
+    all: list[keras.callbacks.Callback]
+
+
+def phase_callbacks(name: str, steps: int, train: ml_collections.ConfigDict, scale: int,
+                    checkpoint: tf.train.Checkpoint, manager: tf.train.CheckpointManager, writer, images,
+                    samples_dir: Path, chief: bool = True) -> PhaseCallbacks:
+    """The callbacks of phase `name` (`steps` long) as `train` (config.train) asks: progress and the divergence
+    guard on every process; the progress bar (train.verbose), TensorBoard scalars and validation on `images`
+    on the chief only."""
+    progress = PhaseProgress(name, steps, train, manager)
+    guard = DivergenceGuard(name, train, checkpoint, manager, progress)
+    validation = Validation(name, train, scale, images, writer, samples_dir, progress)
+    every = [progress, guard]
+    if chief:
+        every += [ProgressBar(name, train, progress)] if train.verbose else []
+        every += [ScalarSummaries(name, writer, progress), validation]
+    return PhaseCallbacks(progress, guard, validation, every)

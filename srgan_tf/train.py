@@ -28,7 +28,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from srgan_tf import configs, data, distribute
-from srgan_tf.callbacks import DivergenceGuard, PhaseProgress, ProgressBar, ScalarSummaries, Validation
+from srgan_tf.callbacks import phase_callbacks
 from srgan_tf.cli import EXIT_BAD_FLAGS, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
 from srgan_tf.config import ConfigError, section, validate
 from srgan_tf.ema import WeightAverage
@@ -141,13 +141,9 @@ def train_phase(name: str, config: ml_collections.ConfigDict, workdir: Path, gen
 
     model = SRGAN(generator, discriminator, content_loss, p.adversarial_weight, ema=ema, data_position=position)
     model.compile(g_optimizer=g_opt, d_optimizer=tracked.get("d_optimizer"))
-    progress = PhaseProgress(name, config, manager)  # first: the others read its counts
-    guard = DivergenceGuard(name, config, ckpt, manager, progress)
-    validation = Validation(name, config, val_images, writer, workdir / "samples", progress)
-    callbacks = [progress, guard]
-    if chief:
-        callbacks += [ProgressBar(name, config, progress)] if config.train.verbose else []
-        callbacks += [ScalarSummaries(name, writer, progress), validation]
+    cbs = phase_callbacks(name, p.steps, config.train, config.model.scale, ckpt, manager, writer, val_images,
+                          workdir / "samples", chief)
+    progress, guard = cbs.progress, cbs.guard
     every = config.train.log_every
     start, t0 = int(step.numpy()), time.time()
     print(f"{name}: steps {start}..{p.steps}, content loss {p.content_loss}, adversarial weight "
@@ -156,7 +152,7 @@ def train_phase(name: str, config: ml_collections.ConfigDict, workdir: Path, gen
     # starts from the current step and the next unseen batch.
     while int(step.numpy()) < p.steps and not (progress.interrupted or guard.failed):
         model.fit(make_dataset(int(position.numpy())), epochs=-(-p.steps // every),
-                  initial_epoch=int(step.numpy()) // every, steps_per_epoch=every, callbacks=callbacks,
+                  initial_epoch=int(step.numpy()) // every, steps_per_epoch=every, callbacks=cbs.all,
                   verbose=0, shuffle=False)
     if progress.interrupted:
         raise Interrupted(f"{progress.interrupted} at {name} step {int(step.numpy())}; "
@@ -168,7 +164,7 @@ def train_phase(name: str, config: ml_collections.ConfigDict, workdir: Path, gen
         _save_generator(generator, config, workdir / f"generator_{name}_raw.keras", write=chief)
     return summary | {"checkpoint": manager.latest_checkpoint, "steps_run": int(step.numpy()) - start,
                       "seconds": round(time.time() - t0, 1), "skipped_steps": int(model.skipped_steps.numpy()),
-                      "rollbacks": guard.rollbacks, **validation.last_eval}
+                      "rollbacks": guard.rollbacks, **cbs.validation.last_eval}
 
 
 def _restore_newest(ckpt: tf.train.Checkpoint, manager: tf.train.CheckpointManager, name: str) -> str | None:
@@ -233,17 +229,18 @@ def _run_locked(config: ml_collections.ConfigDict, names: list[str], workdir: Pa
                 generator = build_generator(**config.model, synchronized_bn=sync_bn)
             # Every phase's content loss is built before the first step of the first phase (a VGG loss of phase
             # 2 must not fail after days of phase 1), each kind once: VGG19 is loaded once per run.
-            losses = {}
+            losses, by_kind = {}, {}
             for name in names:
                 kind = config[name].content_loss
                 with section(name):
-                    losses[kind] = losses.get(kind) or make_content_loss(kind, **config.loss)
+                    by_kind[kind] = by_kind.get(kind) or make_content_loss(kind, **config.loss)
+                losses[name] = by_kind[kind]
             # Written once everything is built: a config that a builder refuses leaves nothing behind.
             atomic_write(workdir / "config.json", lambda tmp: Path(tmp).write_text(
                 config.to_json_best_effort(indent=2)))
             phases, init_from = [], None
             for name in names:
-                phases.append(train_phase(name, config, workdir, generator, losses[config[name].content_loss],
+                phases.append(train_phase(name, config, workdir, generator, losses[name],
                                           make_dataset, val_images, writer, init_from, chief, sync_bn))
                 init_from = phases[-1]["checkpoint"]
     finally:

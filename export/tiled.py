@@ -26,10 +26,13 @@ from srgan_tf.tiling import DEFAULT_TILE, TilingError, receptive_radius, tile_co
 # Activation budgets for two_level_sizes: the trunk's from the first, the tail's from the second. The trunk's
 # is the smaller because a large image's output accumulates beside it (a 2048x2048 request's 8192x8192 uint8
 # output is 0.2 GB); the tail's tile sets what tiling costs a small image (its margin is recomputed). With the
-# default generator: trunk windows of 215-pixel cores (295 pixels with the margin), tail cores of 65 pixels.
-# They were 400 and 600 MB (289- and 81-pixel cores): 4 concurrent 2048x2048 requests then peaked at 1.59 GB,
-# since the server holds one response while the next request computes (README, Serving).
-TRUNK_BUDGET_BYTES = 256 << 20
+# default generator: trunk windows of 176-pixel cores (256 pixels with the margin), tail cores of 65 pixels.
+# Measured with bench/serving_memory.py, 4 concurrent 2048x2048 requests after one peaked at 1.59 GB with
+# budgets of 400 and 600 MB (289- and 81-pixel cores), 1.53 GB with 256 and 400 (215, 65), 1.45 and 1.50 GB
+# (two runs) with these: the server holds one response while the next request computes (README, Serving).
+# A smaller trunk window recomputes more margin: above 512x512 LR pixels (WHOLE_TRUNK_PIXELS) the trunk
+# does (256/176)^2 = 2.1x the work of one window, against 1.9x at 215-pixel cores.
+TRUNK_BUDGET_BYTES = 192 << 20
 TAIL_BUDGET_BYTES = 400 << 20
 # An image of up to this many LR pixels runs the trunk in one window even where the budget would tile it: its
 # output is small, so one 512x512 window (about 0.36 GB with the default generator) costs no more than a

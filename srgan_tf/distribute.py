@@ -106,10 +106,10 @@ def distribute_batches(strategy: tf.distribute.Strategy, make_global: Callable[[
 
     `make_global()` gives the global batches (every process builds the same ones: batch k depends only on
     the seed and k). Each replica gets a contiguous slice of global_batch / replicas examples of each batch,
-    so the replicas together see exactly the single-device run's batches. Raises DistributeError when
-    `global_batch` does not divide evenly.
+    so the replicas together see exactly the single-device run's batches. `global_batch` must split evenly
+    (check_global_batch: train.run checks it once, before any data or model is built; TensorFlow's
+    get_per_replica_batch_size refuses it again here).
     """
-    check_global_batch(strategy, global_batch)
     if strategy.num_replicas_in_sync == 1:
         return make_global()
 

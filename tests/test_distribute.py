@@ -95,6 +95,14 @@ def test_unknown_devices_and_missing_tf_config_are_one_line_errors(monkeypatch):
         make_strategy(c)
 
 
+def test_a_batch_that_does_not_split_over_the_replicas_stops_the_run_before_anything_is_built(tmp_path):
+    c = tiny_config()
+    c.distribute, c.devices, c.train.batch_size = "mirrored", CPUS, 3
+    with pytest.raises(DistributeError, match="batch_size: 3 does not split evenly over 2 replicas"):
+        train.run(c, tmp_path)
+    assert not (tmp_path / "config.json").exists() and not (tmp_path / "checkpoints").exists()
+
+
 # ---------------------------------------------------------------- whole runs: losses step by step
 
 

@@ -11,8 +11,10 @@ instead, each step after the last (a step's peak then includes what earlier step
 allocator pool). Outputs are read as the server holds them, without a copy (np.asarray shares the tensor's
 buffer, where EagerTensor.numpy() copies it; for upscale_image only the PNG's length is read); a server's
 response encoding adds its own copy of the output (0.2 GB for a 2048x2048 uint8 request). This process
-samples each child's RSS from /proc every 20 ms and reports the peak of each step and the kernel's high-water
-mark (VmHWM). `--latency_side S` (0: skip) then times S x S serving_default requests against the same generator's
+samples each child's RSS from /proc every 20 ms and reports the peak of each step, the peak of its anonymous
+part (RssAnon: the memory the server allocated; the rest of RSS is pages of TensorFlow's shared libraries,
+which the kernel can drop and which vary by 0.1 GB between identical runs), and the kernel's high-water mark
+(VmHWM). `--latency_side S` (0: skip) then times S x S serving_default requests against the same generator's
 whole-image graph in another child, the two interleaved, medians of `--latency_runs`, and checks that they agree
 within one gray level.
 """
@@ -154,18 +156,18 @@ def _status_kb(pid: int, key: str) -> int | None:
     return None
 
 
-def sampled(cmd: list[str]) -> tuple[list[tuple[str, int]], list[str], int]:
-    """Runs `cmd`, sampling its RSS; returns ([(step, peak RSS bytes during it)], its other output lines, VmHWM
-    bytes). Steps are the child's `step NAME` lines."""
+def sampled(cmd: list[str]) -> tuple[list[tuple[str, int, int]], list[str], int]:
+    """Runs `cmd`, sampling its RSS; returns ([(step, peak RSS bytes, peak RssAnon bytes during it)], its other
+    output lines, VmHWM bytes). Steps are the child's `step NAME` lines."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    steps, lines, lock, last = [["start", 0]], [], threading.Lock(), [0]
+    steps, lines, lock, last = [["start", 0, 0]], [], threading.Lock(), [0, 0]
 
     def read():
         for line in proc.stdout:
             line = line.rstrip("\n")
             with lock:
                 if line.startswith("step "):
-                    steps.append([line[5:], last[0]])
+                    steps.append([line[5:], *last])
                 else:
                     lines.append(line)
 
@@ -173,17 +175,17 @@ def sampled(cmd: list[str]) -> tuple[list[tuple[str, int]], list[str], int]:
     reader.start()
     hwm = 0
     while proc.poll() is None:
-        rss, peak = _status_kb(proc.pid, "VmRSS"), _status_kb(proc.pid, "VmHWM")
-        if rss is not None:
+        rss, anon, peak = (_status_kb(proc.pid, k) for k in ("VmRSS", "RssAnon", "VmHWM"))
+        if rss is not None and anon is not None:
             with lock:
-                last[0] = rss * 1024
-                steps[-1][1] = max(steps[-1][1], last[0])
+                last[:] = rss * 1024, anon * 1024
+                steps[-1][1:] = max(steps[-1][1], last[0]), max(steps[-1][2], last[1])
             hwm = max(hwm, (peak or 0) * 1024)
         time.sleep(_SAMPLE_S)
     reader.join()
     if proc.returncode:
         raise SystemExit(f"child failed with status {proc.returncode}: {' '.join(cmd)}")
-    return [(name, peak) for name, peak in steps], lines, hwm
+    return [tuple(step) for step in steps], lines, hwm
 
 
 def export(generator: str, out: Path, max_pixels: int) -> Path:
@@ -242,7 +244,8 @@ def main(argv: list[str] | None = None) -> dict:
         for sent, concurrent in runs:
             steps, lines, hwm = sampled(me + ["--child", "memory", "--concurrent", str(concurrent),
                                               "--singles", ",".join(sent)])
-            children.append({"steps": [{"step": s, "peak_rss_bytes": b} for s, b in steps], "vm_hwm_bytes": hwm,
+            children.append({"steps": [{"step": s, "peak_rss_bytes": b, "peak_anon_bytes": a} for s, b, a in steps],
+                             "vm_hwm_bytes": hwm,
                              "lines": lines})
         result = {"machine": machine(), "generator": args.generator or "build_generator() (random weights)",
                   "max_pixels": args.max_pixels, "metadata": json.loads(
@@ -258,7 +261,8 @@ def main(argv: list[str] | None = None) -> dict:
     for child in result["children"]:
         print(f"  a server process (VmHWM {child['vm_hwm_bytes'] / 1e9:.2f} GB):")
         for s in child["steps"]:
-            print(f"    {s['step']:<46} peak RSS {s['peak_rss_bytes'] / 1e9:6.2f} GB")
+            print(f"    {s['step']:<46} peak RSS {s['peak_rss_bytes'] / 1e9:6.2f} GB, anonymous "
+                  f"{s['peak_anon_bytes'] / 1e9:5.2f} GB")
     print(f"  concurrent results equal serial: {result['concurrent_equal_serial']}")
     if "latency" in result:
         lat = result["latency"]

@@ -246,12 +246,13 @@ def export_savedmodel(
     try:
         graph = tiled_graph(model)
         functions = serving_functions(model, max_pixels, graph)
-        # Signatures only, on a module that tracks the model's variables. keras.export.ExportArchive would also
-        # store each function as an attribute, which tf.saved_model.save traces again in its save context: a
-        # second copy of every graph in the file (4.2 MB instead of 2.1 with the default generator), which a
-        # server instantiates, and holds, when it loads the model.
+        # Signatures only, on a module that tracks the model's variables and nothing else. keras.export's
+        # ExportArchive would also store each function as an attribute, which tf.saved_model.save traces again
+        # in its save context: a second copy of every graph in the file (4.2 MB instead of 2.1 with the default
+        # generator), which a server instantiates, and holds, when it loads the model. The Keras model itself
+        # would bring its own traced call (the untiled generator), held the same way.
         module = tf.Module()
-        module.model = model
+        module.weights = list(model.variables)
         tf.saved_model.save(module, str(tmp), signatures={k: fn.get_concrete_function() for k, fn in functions.items()})
         extra = tmp / "assets.extra"
         extra.mkdir()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
 
 import keras
 import tensorflow as tf
@@ -140,23 +139,6 @@ class TiledGraph:
             return f"one level: {self.trunk_tile}-pixel cores with a {self.trunk_margin}-pixel margin"
         return "none (whole image; receptive radius unknown)"
 
-    @cached_property
-    def _trunk_fn(self) -> tf.types.experimental.GenericFunction:
-        """The trunk as one function that every loop calls: each signature's graph refers to it by name instead
-        of holding a copy of the model, and a loaded SavedModel builds it once (about 0.04 GB less per copy when
-        loaded in Python; README, Serving)."""
-        trunk = self.trunk
-        return tf.function(lambda x: trunk(x, training=False), autograph=False,
-                           input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
-
-    @cached_property
-    def _tail_fn(self) -> tf.types.experimental.GenericFunction:
-        """The tail as one shared function, for the reason of _trunk_fn."""
-        tail, channels = self.tail, int(self.tail.inputs[0].shape[-1])
-        return tf.function(lambda f, x: tail([f, x], training=False), autograph=False,
-                           input_signature=[tf.TensorSpec([1, None, None, channels], tf.float32),
-                                            tf.TensorSpec([1, None, None, 3], tf.float32)])
-
     def upscale(self, images: tf.Tensor, finish: Finish, dtype: tf.DType) -> tf.Tensor:
         """[N, h, w, 3], float32 in [0, 1] or uint8 -> finish(generator output) [N, scale*h, scale*w, 3], one
         image after the other, all written in place into one output buffer (so a request holds its output
@@ -180,16 +162,16 @@ class TiledGraph:
         whole = (0, h, 0, w)
         if self.tail is None:
             def one(ins, core):
-                return finish(_crop(self._trunk_fn(_unit(ins[0])), core, s))
+                return finish(_crop(self.trunk(_unit(ins[0]), training=False), core, s))
 
             return _tiled(one, [lr], whole, self.trunk_tile, self.trunk_margin, s, channels, dtype, out, first_row)
 
         def tail(ins, core):
-            return finish(_crop(self._tail_fn(*ins), core, s))
+            return finish(_crop(self.tail(ins, training=False), core, s))
 
         def window(ins, core):
             lr_window = _unit(ins[0])
-            features = self._trunk_fn(lr_window)
+            features = self.trunk(lr_window, training=False)
             return _tiled(tail, [features, lr_window], core, self.tail_tile, self.tail_margin, s, channels, dtype)
 
         trunk_tile = tf.where(tf.cast(h, tf.float64) * tf.cast(w, tf.float64) <= self.whole_pixels,

@@ -120,6 +120,14 @@ def test_metadata_records_scale_and_receptive_radius(exported):
         assert meta["scale"] == 4 and meta["receptive_radius"] == radius, path
 
 
+def test_the_savedmodel_holds_the_signatures_and_the_weights_only(loaded):
+    """The saved root tracks the generator's variables, not the Keras model, whose own traced (untiled) call a
+    server would otherwise load and hold beside the signatures."""
+    assert not hasattr(loaded, "model")
+    signature_vars = {v.name for v in loaded.signatures["serving_default"].variables}
+    assert {v.name for v in loaded.weights} == signature_vars
+
+
 @pytest.mark.slow
 def test_every_format_runs_the_fast_output_layer(exported, loaded):
     """The exports hold the 5x5 convolution to 4 * 3 channels before the last shuffle (kernel [5, 5, 4 * 16,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import ml_collections
@@ -272,8 +273,8 @@ def train_batches(source: tf.data.Dataset, cfg: ml_collections.ConfigDict, scale
 
 def train_dataset(cfg: ml_collections.ConfigDict, scale: int, batch_size: int, seed: int = 0,
                   skipped: SkippedFiles | None = None, start: int = 0) -> tf.data.Dataset:
-    """`train_batches` of a `training_source` built for them alone (a run builds its source once instead)."""
-    return train_batches(training_source(cfg, scale, seed, skipped), cfg, scale, batch_size, seed, start)
+    """The batches of a `training_data` built for them alone, without validation images."""
+    return training_data(cfg, scale, batch_size, seed, skipped, validation=False).batches(start)
 
 
 def validation_images(cfg: ml_collections.ConfigDict, scale: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -301,3 +302,27 @@ def validation_images(cfg: ml_collections.ConfigDict, scale: int) -> list[tuple[
     if not out:
         raise DataError(f"validation folder {cfg.val_dir}/HR has no image")
     return out
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """What a run trains and validates on, built once (`training_data`); every fit() draws from it."""
+
+    source: tf.data.Dataset
+    cfg: ml_collections.ConfigDict
+    scale: int
+    batch_size: int
+    seed: int
+    validation: list[tuple[str, np.ndarray, np.ndarray]]
+
+    def batches(self, start: int = 0) -> tf.data.Dataset:
+        """`train_batches` of the source from batch number `start` on."""
+        return train_batches(self.source, self.cfg, self.scale, self.batch_size, self.seed, start=start)
+
+
+def training_data(cfg: ml_collections.ConfigDict, scale: int, batch_size: int, seed: int = 0,
+                  skipped: SkippedFiles | None = None, validation: bool = True) -> TrainingData:
+    """The run's `training_source` and, with `validation`, its `validation_images`, from `cfg` (`config.data`):
+    unusable data fails here, before any model is built."""
+    source = training_source(cfg, scale, seed, skipped)
+    return TrainingData(source, cfg, scale, batch_size, seed, validation_images(cfg, scale) if validation else [])

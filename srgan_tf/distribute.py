@@ -35,12 +35,19 @@ def make_strategy(config: ml_collections.ConfigDict) -> tf.distribute.Strategy:
     (comma-separated, e.g. "/gpu:0,/gpu:1"; default every GPU, else the CPU). multi_worker: one process per
     machine, the cluster read from the TF_CONFIG environment variable. tpu: the TPU named by `config.tpu`
     ("" = the TPU VM's own). Asked again for the same setting, it returns the same object: two strategies
-    over the same devices in one process would reuse each other's collective-op keys.
+    over the same devices in one process would reuse each other's collective-op keys. DistributeError when
+    the strategy cannot run here or `config.train.batch_size` (the global batch) does not split evenly over
+    its replicas.
     """
     key = (config.distribute, config.devices, config.tpu)
     if key not in _STRATEGIES:
         _STRATEGIES[key] = _new_strategy(config)
-    return _STRATEGIES[key]
+    strategy = _STRATEGIES[key]
+    replicas = strategy.num_replicas_in_sync
+    if config.train.batch_size % replicas:  # before any data or model is built
+        raise DistributeError(f"config.train.batch_size: {config.train.batch_size} does not split evenly over "
+                              f"{replicas} replicas")
+    return strategy
 
 
 def _new_strategy(config: ml_collections.ConfigDict) -> tf.distribute.Strategy:
@@ -92,26 +99,21 @@ def task_index(strategy: tf.distribute.Strategy) -> int:
     return int(resolver.task_id or 0) if resolver is not None and resolver.task_id is not None else 0
 
 
-def check_global_batch(strategy: tf.distribute.Strategy, global_batch: int) -> None:
-    """DistributeError unless `global_batch` splits evenly over the strategy's replicas."""
-    replicas = strategy.num_replicas_in_sync
-    if global_batch % replicas:
-        raise DistributeError(f"config.train.batch_size: {global_batch} does not split evenly over {replicas} "
-                              "replicas")
-
-
 def distribute_batches(strategy: tf.distribute.Strategy, make_global: Callable[[], tf.data.Dataset],
-                       global_batch: int) -> tf.data.Dataset | tf.distribute.DistributedDataset:
+                       ) -> tf.data.Dataset | tf.distribute.DistributedDataset:
     """The training batches for `fit()` under `strategy`.
 
-    `make_global()` gives the global batches (every process builds the same ones: batch k depends only on
-    the seed and k). Each replica gets a contiguous slice of global_batch / replicas examples of each batch,
-    so the replicas together see exactly the single-device run's batches. `global_batch` must split evenly
-    (check_global_batch: train.run checks it once, before any data or model is built; TensorFlow's
-    get_per_replica_batch_size refuses it again here).
+    `make_global()` gives the global batches, of a static batch size (every process builds the same ones:
+    batch k depends only on the seed and k). Each replica gets a contiguous slice of batch / replicas
+    examples of each batch, so the replicas together see exactly the single-device run's batches. The batch
+    size must split evenly over the replicas (make_strategy checks the configured one).
     """
     if strategy.num_replicas_in_sync == 1:
         return make_global()
+
+    global_batch = tf.nest.flatten(make_global().element_spec)[0].shape[0]
+    if global_batch is None:
+        raise ValueError("distribute_batches: the global batches need a static batch size (drop_remainder=True)")
 
     def pipeline(context: tf.distribute.InputContext) -> tf.data.Dataset:
         per_replica = context.get_per_replica_batch_size(global_batch)

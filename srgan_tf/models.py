@@ -187,3 +187,18 @@ def build_discriminator(hr_size: int = 96, bn_momentum: float = 0.9, synchronize
     x = layers.LeakyReLU(negative_slope=0.2, name="lrelu_dense")(x)
     logits = layers.Dense(1, dtype="float32", name="logits")(x)
     return keras.Model(hr, logits, name=name)
+
+
+def float32_copy(model: keras.Model) -> keras.Model:
+    """A copy of `model` (one of this module's, built under any precision policy and strategy) that computes in
+    float32, with unsynchronized BatchNormalization and `model`'s weights: the plain model an inference user
+    loads. Its config is the one `model`'s builder makes under the float32 policy."""
+    def plain(layer: keras.layers.Layer) -> keras.layers.Layer:
+        config = layer.get_config() | {"dtype": "float32"}
+        if "synchronized" in config:
+            config["synchronized"] = False
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=plain)
+    copy.set_weights(model.get_weights())
+    return copy

@@ -38,7 +38,7 @@ from srgan_tf.images import atomic_write
 from srgan_tf.loader import load_upscaler
 from srgan_tf.lock import WorkdirBusyError, workdir_lock
 from srgan_tf.losses import WeightsUnavailableError, make_content_loss
-from srgan_tf.models import build_discriminator, build_generator
+from srgan_tf.models import build_discriminator, build_generator, float32_copy
 from srgan_tf.srgan import SRGAN, counter
 
 log = logging.getLogger("srgan_tf")
@@ -77,18 +77,11 @@ def _optimizer(p: ml_collections.ConfigDict, config: ml_collections.ConfigDict) 
     return keras.optimizers.LossScaleOptimizer(adam) if config.train.precision == "mixed_float16" else adam
 
 
-def _save_generator(generator: keras.Model, config: ml_collections.ConfigDict, path: Path, write: bool = True,
-                    ema: WeightAverage | None = None) -> None:
+def _save_generator(generator: keras.Model, path: Path, write: bool = True, ema: WeightAverage | None = None) -> None:
     """Writes a plain float32 copy of `generator` (whatever the training precision and strategy) to `path`,
     atomically, with the trainable weights of `ema` when given. Every worker of a multi_worker run makes the
     copy (its variables are created collectively), only the one with `write` saves it."""
-    policy = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("float32")
-    try:
-        copy = build_generator(**config.model)
-    finally:
-        keras.mixed_precision.set_global_policy(policy)
-    copy.set_weights(generator.get_weights())
+    copy = float32_copy(generator)
     if ema is not None:
         ema.copy_to(copy.trainable_variables)
     if write:
@@ -159,9 +152,9 @@ def train_phase(name: str, config: ml_collections.ConfigDict, workdir: Path, gen
                           f"checkpoint {manager.latest_checkpoint}")
     if guard.failed:
         raise DivergenceError(f"{guard.failed}; newest checkpoint {manager.latest_checkpoint}")
-    _save_generator(generator, config, workdir / f"generator_{name}.keras", write=chief, ema=ema)
+    _save_generator(generator, workdir / f"generator_{name}.keras", write=chief, ema=ema)
     if ema:
-        _save_generator(generator, config, workdir / f"generator_{name}_raw.keras", write=chief)
+        _save_generator(generator, workdir / f"generator_{name}_raw.keras", write=chief)
     return summary | {"checkpoint": manager.latest_checkpoint, "steps_run": int(step.numpy()) - start,
                       "seconds": round(time.time() - t0, 1), "skipped_steps": int(model.skipped_steps.numpy()),
                       "rollbacks": guard.rollbacks, **cbs.validation.last_eval}
@@ -206,17 +199,14 @@ def _run_locked(config: ml_collections.ConfigDict, names: list[str], workdir: Pa
 
     scale = config.model.scale
     skipped = data.SkippedFiles()
-    distribute.check_global_batch(strategy, config.train.batch_size)
     # Built once, before any model: unusable data fails now, and every fit() of every phase draws from it.
     with section("data"):
-        source = data.training_source(config.data, scale, config.seed, skipped)
+        training = data.training_data(config.data, scale, config.train.batch_size, config.seed, skipped,
+                                      validation=chief)
 
     def make_dataset(position: int):
-        return distribute.distribute_batches(strategy, lambda: data.train_batches(
-            source, config.data, scale, config.train.batch_size, config.seed, start=position),
-            config.train.batch_size)
+        return distribute.distribute_batches(strategy, lambda: training.batches(position))
 
-    val_images = data.validation_images(config.data, scale) if chief else []
     writer = tf.summary.create_file_writer(str(workdir / "tensorboard")) if chief else tf.summary.create_noop_writer()
     sync_bn = strategy.num_replicas_in_sync > 1
 
@@ -241,7 +231,7 @@ def _run_locked(config: ml_collections.ConfigDict, names: list[str], workdir: Pa
             phases, init_from = [], None
             for name in names:
                 phases.append(train_phase(name, config, workdir, generator, losses[name],
-                                          make_dataset, val_images, writer, init_from, chief, sync_bn))
+                                          make_dataset, training.validation, writer, init_from, chief, sync_bn))
                 init_from = phases[-1]["checkpoint"]
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)

@@ -258,3 +258,16 @@ def test_the_tfds_prepare_path_gets_past_its_lazy_imports(tmp_path):
 
     builder = tfds.builder("div2k/bicubic_x4", data_dir=str(tmp_path))
     assert str(builder.code_path).endswith(".py")
+
+
+def test_training_data_holds_the_source_batches_and_validation_images_of_one_build():
+    cfg = _cfg(source="sample")
+    training = data.training_data(cfg, 4, 2, seed=3)
+    ((_, want_lr, want_hr),) = data.validation_images(cfg, 4)
+    ((_, lr, hr),) = training.validation
+    np.testing.assert_array_equal(lr, want_lr)
+    np.testing.assert_array_equal(hr, want_hr)
+    first = [h.numpy() for _, h in data.train_dataset(cfg, 4, 2, seed=3, start=1).take(2)]
+    again = [h.numpy() for _, h in training.batches(1).take(2)]
+    np.testing.assert_array_equal(np.stack(first), np.stack(again))
+    assert data.training_data(cfg, 4, 2, validation=False).validation == []

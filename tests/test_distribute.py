@@ -44,7 +44,7 @@ def _updates(strategy, adversarial_weight, batches, synchronized_bn=True):
         return tf.data.Dataset.from_tensor_slices(tuple(np.stack(x) for x in zip(*batches, strict=True)))
 
     # The per-replica slices of each global batch, as train.py makes them.
-    model.fit(distribute_batches(strategy, make_global, len(batches[0][0])), epochs=1, steps_per_epoch=len(batches),
+    model.fit(distribute_batches(strategy, make_global), epochs=1, steps_per_epoch=len(batches),
               verbose=0)
     return model, [w.numpy() - w0 for w, w0 in zip(g.weights + d.weights, before, strict=True)]
 
@@ -165,3 +165,9 @@ def test_multi_worker_run_on_two_local_processes_logs_the_single_device_losses(s
     assert (workdir / "generator.keras").is_file() and (workdir / "checkpoints" / "srgan").is_dir()
     worker = workdir / "worker-1"  # the other worker keeps its own checkpoints, and writes nothing else
     assert (worker / "checkpoints" / "srgan").is_dir() and not list(worker.glob("*.keras"))
+
+
+def test_distributed_batches_need_a_static_batch_size():
+    ragged = tf.data.Dataset.from_tensor_slices((np.zeros((6, 4, 4, 3), np.float32),) * 2).batch(4)
+    with pytest.raises(ValueError, match="static batch size"):
+        distribute_batches(_mirrored(), lambda: ragged)

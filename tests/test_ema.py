@@ -86,7 +86,7 @@ def _mirrored_against_one_device() -> float:
         def make_global():
             return tf.data.Dataset.from_tensor_slices(tuple(np.stack(x) for x in zip(*batches, strict=True)))
 
-        model.fit(distribute_batches(strategy, make_global, 4), epochs=1, steps_per_epoch=3, verbose=0)
+        model.fit(distribute_batches(strategy, make_global), epochs=1, steps_per_epoch=3, verbose=0)
         return [a.numpy() - b for a, b in zip(ema.averages, before, strict=True)]
 
     one = moved(tf.distribute.get_strategy())

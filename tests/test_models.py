@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from srgan_tf.imresize import imresize
-from srgan_tf.models import BicubicUpsample, PixelShuffle, build_discriminator, build_generator
+from srgan_tf.models import BicubicUpsample, PixelShuffle, build_discriminator, build_generator, float32_copy
 
 
 def _conv_summary(model):
@@ -128,3 +128,23 @@ def test_untrained_bicubic_skip_generator_is_bicubic_interpolation_and_round_tri
     np.testing.assert_allclose(np.asarray(loaded(x)).mean(axis=(0, 1, 2)),
                                (2 * np.asarray(imresize(x, 4)) - 1).mean(axis=(0, 1, 2)) + [0.1, -0.2, 0.3],
                                atol=1e-5)
+
+
+@pytest.mark.parametrize("bicubic_skip", [False, True])
+def test_float32_copy_of_a_mixed_precision_synchronized_model_is_the_plain_float32_build(bicubic_skip):
+    """What training saves: the copy's config is the float32 builder's, with the trained model's weights."""
+    try:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        trained = build_generator(2, 16, bicubic_skip=bicubic_skip, synchronized_bn=True)
+        critic = build_discriminator(32, synchronized_bn=True)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    plain_g = build_generator(2, 16, bicubic_skip=bicubic_skip)
+    for model, plain in ((trained, plain_g), (critic, build_discriminator(32))):
+        for w in model.weights:
+            w.assign(np.random.default_rng(0).normal(size=w.shape).astype(w.dtype) * 0.1)
+        copy = float32_copy(model)
+        assert copy.get_config() == plain.get_config()
+        assert {layer.dtype_policy.name for layer in copy.layers} == {"float32"}
+        for a, b in zip(copy.weights, model.weights, strict=True):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())

@@ -25,7 +25,7 @@ from srgan_tf.export.__main__ import main
 from srgan_tf.export.gpu import gpu_compatibility
 from srgan_tf.export.pipeline import run_export
 from srgan_tf.export.report import format_table
-from srgan_tf.export.savedmodel import max_float_pixels, max_image_pixels, serving_functions
+from srgan_tf.export.savedmodel import export_savedmodel, max_float_pixels, max_image_pixels, serving_functions
 from srgan_tf.export.tflite import VARIANTS, check_tflite, convert, export_float_savedmodel, relu_form
 from srgan_tf.export.tiled import tiled_graph, whole_image
 from srgan_tf.export.warmup import WARMUP_FILE
@@ -54,10 +54,15 @@ def _jpeg(image: np.ndarray) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory, shared_data_or_none):
-    """One export of build_generator(2, 16), reused by every test of this module."""
+def generator():
+    """build_generator(2, 16): the generator every export of this module is made of."""
+    return build_generator(2, 16)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, shared_data_or_none, generator):
+    """One export of `generator` in every format, reused by the slow tests of this module."""
     root = tmp_path_factory.mktemp("export")
-    generator = build_generator(2, 16)
     generator.save(root / "g.keras")
     calib = root / "calib"
     rng = np.random.default_rng(1)
@@ -82,6 +87,17 @@ def shared_data_or_none():
 @pytest.fixture(scope="module")
 def loaded(exported):
     return tf.saved_model.load(str(exported["savedmodel"]))
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, generator):
+    """The SavedModel of `generator` alone, as the export writes it (export_savedmodel of the fast form), loaded:
+    the fast tests need none of the other formats, whose conversion and int8 calibration take most of an
+    export's time."""
+    radius, scale = receptive_radius(generator)
+    path = export_savedmodel(fast_generator(generator), tmp_path_factory.mktemp("served"), "srgan", 1,
+                             {"scale": scale, "receptive_radius": radius}, MAX_PIXELS)
+    return tf.saved_model.load(str(path))
 
 
 def _keras_unit(model, x_uint8: np.ndarray) -> np.ndarray:
@@ -120,12 +136,12 @@ def test_metadata_records_scale_and_receptive_radius(exported):
         assert meta["scale"] == 4 and meta["receptive_radius"] == radius, path
 
 
-def test_the_savedmodel_holds_the_signatures_and_the_weights_only(loaded):
+def test_the_savedmodel_holds_the_signatures_and_the_weights_only(served):
     """The saved root tracks the generator's variables, not the Keras model, whose own traced (untiled) call a
     server would otherwise load and hold beside the signatures."""
-    assert not hasattr(loaded, "model")
-    signature_vars = {v.name for v in loaded.signatures["serving_default"].variables}
-    assert {v.name for v in loaded.weights} == signature_vars
+    assert not hasattr(served, "model")
+    signature_vars = {v.name for v in served.signatures["serving_default"].variables}
+    assert {v.name for v in served.weights} == signature_vars
 
 
 @pytest.mark.slow
@@ -201,10 +217,10 @@ def test_in_graph_tiles_give_the_whole_image_result(exported, batch):
     assert np.abs(seams["serving_default"](tf.constant(x))["images"].numpy().astype(int) - got).max() > 1
 
 
-def test_the_untiled_form_serves_the_whole_image_at_the_models_scale(exported):
+def test_the_untiled_form_serves_the_whole_image_at_the_models_scale(generator):
     """whole_image (models whose receptive radius is unknown, and the comparison graph of
     bench/serving_memory.py) runs the model once per batch and agrees with the tiled signatures."""
-    model = fast_generator(exported["model"])
+    model = fast_generator(generator)
     x = np.random.default_rng(7).integers(0, 256, (2, 23, 30, 3), dtype=np.uint8)
     whole = serving_functions(model, MAX_PIXELS, whole_image(model))
     tiled = serving_functions(model, MAX_PIXELS, _small_tiles(model))
@@ -212,7 +228,7 @@ def test_the_untiled_form_serves_the_whole_image_at_the_models_scale(exported):
     assert got.shape == (2, 92, 120, 3)
     assert np.abs(got.astype(int) - tiled["serving_default"](tf.constant(x))["images"].numpy()).max() <= 1
     y = whole["upscale_float"](tf.constant(x / np.float32(255)))["images"].numpy()
-    np.testing.assert_allclose(y, _keras_unit(exported["model"], x), atol=1e-5)
+    np.testing.assert_allclose(y, _keras_unit(generator, x), atol=1e-5)
 
 
 def test_a_model_without_the_generator_trunk_is_tiled_at_one_level():
@@ -319,12 +335,12 @@ def test_concurrent_requests_from_threads_equal_the_serial_results(loaded):
         (b"GIF89a\x00\x00", "GIF"),
     ],
 )
-def test_upscale_image_rejects_non_images_with_invalid_argument(loaded, data, message):
+def test_upscale_image_rejects_non_images_with_invalid_argument(served, data, message):
     good = _png(np.zeros((8, 8, 3), np.uint8))
     truncated = {"truncated_png": good[:40], "truncated_jpeg": _jpeg(np.zeros((8, 8, 3), np.uint8))[:120]}
     data = truncated.get(data, data)
     with pytest.raises(tf.errors.InvalidArgumentError, match=message):
-        loaded.signatures["upscale_image"](image_bytes=tf.constant([good, data]))
+        served.signatures["upscale_image"](image_bytes=tf.constant([good, data]))
 
 
 @pytest.mark.slow
@@ -333,10 +349,10 @@ def test_upscale_image_rejects_non_images_with_invalid_argument(loaded, data, me
     [("serving_default", (1, 257, 256, 3)), ("serving_default", (2, 182, 182, 3)),
      ("upscale_float", (1, 129, 128, 3)), ("upscale_float", (1, 1, MAX_PIXELS // 4 + 1, 3))],
 )
-def test_requests_above_the_pixel_limit_are_refused(loaded, signature, shape):
+def test_requests_above_the_pixel_limit_are_refused(served, signature, shape):
     dtype, limit = (tf.uint8, MAX_PIXELS) if signature == "serving_default" else (tf.float32, MAX_PIXELS // 4)
     with pytest.raises(tf.errors.InvalidArgumentError, match=f"{limit}-pixel limit"):
-        loaded.signatures[signature](images=tf.zeros(shape, dtype))
+        served.signatures[signature](images=tf.zeros(shape, dtype))
 
 
 def _graph_ops(fn) -> set[str]:
@@ -344,12 +360,12 @@ def _graph_ops(fn) -> set[str]:
     return {n.op for n in graph.node} | {n.op for f in graph.library.function for n in f.node_def}
 
 
-def test_requests_run_one_at_a_time_and_a_refused_one_releases_the_lock(loaded):
+def test_requests_run_one_at_a_time_and_a_refused_one_releases_the_lock(served):
     """Every signature holds the process's request lock while it runs; concurrent requests give the serial
     results, and a refused request releases the lock (the next one, in a thread, would otherwise hang)."""
     for name in ("serving_default", "upscale_float", "upscale_image"):
-        assert {"MutexV2", "MutexLock", "ConsumeMutexLock"} <= _graph_ops(loaded.signatures[name]), name
-    sig = loaded.signatures["serving_default"]
+        assert {"MutexV2", "MutexLock", "ConsumeMutexLock"} <= _graph_ops(served.signatures[name]), name
+    sig = served.signatures["serving_default"]
     images = [np.random.default_rng(k).integers(0, 256, (1, 20 + k, 17, 3), dtype=np.uint8) for k in range(3)]
     serial = [sig(images=tf.constant(x))["images"].numpy() for x in images]
     with pytest.raises(tf.errors.InvalidArgumentError, match="pixel limit"):

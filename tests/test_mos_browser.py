@@ -93,6 +93,7 @@ def rate_everything(context, url: str, study: Study, rater: int, screenshot_dir:
     return rater_id, clicked
 
 
+@pytest.mark.slow  # a real Chromium session: the browser is on the list of slow tests
 def test_two_raters_in_chromium_and_the_report_agrees(shared_data, tmp_path):
     hr = linked_folder(tmp_path / "hr", shared_data / "Set5" / "HR", TEST_IMAGES)
     calibration = linked_folder(tmp_path / "calibration", shared_data / "Set5" / "HR", [CALIBRATION_IMAGE])

@@ -111,15 +111,15 @@ def distribute_batches(strategy: tf.distribute.Strategy, make_global: Callable[[
     if strategy.num_replicas_in_sync == 1:
         return make_global()
 
-    global_batch = tf.nest.flatten(make_global().element_spec)[0].shape[0]
-    if global_batch is None:
-        raise ValueError("distribute_batches: the global batches need a static batch size (drop_remainder=True)")
-
     def pipeline(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        batches = make_global()
+        global_batch = tf.nest.flatten(batches.element_spec)[0].shape[0]
+        if global_batch is None:
+            raise ValueError("distribute_batches: the global batches need a static batch size (drop_remainder=True)")
         per_replica = context.get_per_replica_batch_size(global_batch)
         local = context.num_replicas_in_sync // context.num_input_pipelines  # replicas fed by this pipeline
         first = context.input_pipeline_id * local * per_replica
-        mine = make_global().map(lambda lr, hr: (lr[first:first + local * per_replica],
+        mine = batches.map(lambda lr, hr: (lr[first:first + local * per_replica],
                                                  hr[first:first + local * per_replica]))
         return mine.unbatch().batch(per_replica, drop_remainder=True)
 

@@ -77,15 +77,19 @@ def _optimizer(p: ml_collections.ConfigDict, config: ml_collections.ConfigDict) 
     return keras.optimizers.LossScaleOptimizer(adam) if config.train.precision == "mixed_float16" else adam
 
 
-def _save_generator(generator: keras.Model, path: Path, write: bool = True, ema: WeightAverage | None = None) -> None:
-    """Writes a plain float32 copy of `generator` (whatever the training precision and strategy) to `path`,
-    atomically, with the trainable weights of `ema` when given. Every worker of a multi_worker run makes the
-    copy (its variables are created collectively), only the one with `write` saves it."""
+def _save_generators(generator: keras.Model, workdir: Path, name: str, write: bool = True,
+                     ema: WeightAverage | None = None) -> None:
+    """Writes a plain float32 copy of `generator` (whatever the training precision and strategy) to
+    workdir/generator_<name>.keras, atomically; with `ema`, that file holds the average's trainable weights and
+    generator_<name>_raw.keras the trained ones. Every worker of a multi_worker run makes the copy (its
+    variables are created collectively), only the one with `write` saves it."""
     copy = float32_copy(generator)
     if ema is not None:
+        if write:
+            atomic_write(workdir / f"generator_{name}_raw.keras", lambda tmp: copy.save(tmp))
         ema.copy_to(copy.trainable_variables)
     if write:
-        atomic_write(path, lambda tmp: copy.save(tmp))
+        atomic_write(workdir / f"generator_{name}.keras", lambda tmp: copy.save(tmp))
 
 
 def train_phase(name: str, config: ml_collections.ConfigDict, workdir: Path, generator: keras.Model,
@@ -152,9 +156,7 @@ def train_phase(name: str, config: ml_collections.ConfigDict, workdir: Path, gen
                           f"checkpoint {manager.latest_checkpoint}")
     if guard.failed:
         raise DivergenceError(f"{guard.failed}; newest checkpoint {manager.latest_checkpoint}")
-    _save_generator(generator, workdir / f"generator_{name}.keras", write=chief, ema=ema)
-    if ema:
-        _save_generator(generator, workdir / f"generator_{name}_raw.keras", write=chief)
+    _save_generators(generator, workdir, name, write=chief, ema=ema)
     return summary | {"checkpoint": manager.latest_checkpoint, "steps_run": int(step.numpy()) - start,
                       "seconds": round(time.time() - t0, 1), "skipped_steps": int(model.skipped_steps.numpy()),
                       "rollbacks": guard.rollbacks, **cbs.validation.last_eval}

@@ -30,6 +30,8 @@ TINY = ["--config.model.num_blocks=2", "--config.model.filters=16", "--config.da
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        return  # xdist's controller runs no test; importing TensorFlow there would delay the workers' start
     # Two logical CPUs for the MirroredStrategy tests (test_distribute.py): they must exist before TensorFlow
     # initialises its devices. Ops still run on /cpu:0 unless a test places them; both share the thread pools.
     import tensorflow as tf

@@ -25,7 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from common import generator_path, machine, median_seconds  # noqa: E402  (bench/ is the script's folder)
-from openvino_peer import available, openvino_upscaler  # noqa: E402
+from openvino_peer import available, openvino_upscalers  # noqa: E402
 
 from srgan_tf.export import report  # noqa: E402
 from srgan_tf.export.pipeline import run_export  # noqa: E402
@@ -113,11 +113,11 @@ def openvino_rows(result: dict, generator: str, model: keras.Model, tmp: str, fi
     pairs = report.load_pairs(fidelity) if fidelity else []
     reference = report.reference_outputs(load_upscaler(generator, 4), pairs)
     rows = []
-    for path, hint in ((saved, "f32"), (saved, "bf16"), (tflite, "f32")):
-        upscaler = openvino_upscaler(path, hint)
-        rows.append({"name": upscaler.name, "size_bytes": None, "latency_ms": report.latency_ms(upscaler, runs),
-                     "fidelity": report.fidelity(upscaler, pairs, reference) if pairs else None,
-                     "bf16": hint == "bf16"})
+    for path, hints in ((saved, ("f32", "bf16")), (tflite, ("f32",))):
+        for hint, upscaler in zip(hints, openvino_upscalers(path, hints), strict=True):
+            rows.append({"name": upscaler.name, "size_bytes": None, "latency_ms": report.latency_ms(upscaler, runs),
+                         "fidelity": report.fidelity(upscaler, pairs, reference) if pairs else None,
+                         "bf16": hint == "bf16"})
     return rows
 
 

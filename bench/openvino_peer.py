@@ -1,9 +1,10 @@
 """OpenVINO on the CPU, the peer a user serving on Intel CPUs would pick (optional: `pip install openvino`).
 
-`openvino_upscaler(path, hint)` compiles an exported float model, a SavedModel folder of
+`openvino_upscalers(path, hints)` reads an exported float model, a SavedModel folder of
 `srgan_tf.export.tflite.export_float_savedmodel` or a float `.tflite` file (OpenVINO reads both directly),
-for the CPU with an inference precision hint ("f32" or "bf16"), and wraps it as an `srgan_tf.loader.Upscaler`,
-so that it is timed and scored by the same code as every exported artifact. None when openvino is absent.
+once, compiles it for the CPU with each inference precision hint ("f32" or "bf16"), and wraps each as an
+`srgan_tf.loader.Upscaler`, so that it is timed and scored by the same code as every exported artifact. None
+when openvino is absent.
 """
 
 from __future__ import annotations
@@ -23,14 +24,20 @@ def available() -> bool:
     return True
 
 
-def openvino_upscaler(path: str | os.PathLike, hint: str, scale: int = 4) -> Upscaler | None:
-    """float32 [N, h, w, 3] in [0, 1] -> [0, 1] through OpenVINO's CPU plugin; None without openvino."""
+def openvino_upscalers(path: str | os.PathLike, hints: tuple[str, ...], scale: int = 4) -> list[Upscaler] | None:
+    """One upscaler per hint, float32 [N, h, w, 3] in [0, 1] -> [0, 1] through OpenVINO's CPU plugin; the model
+    is read (a SavedModel converted, which takes seconds) once for all of them. None without openvino."""
     if not available():
         return None
     import openvino as ov
 
     path = str(path)
-    model = ov.Core().read_model(path) if path.endswith(".tflite") else ov.convert_model(path)
-    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint})
+    core = ov.Core()
+    model = core.read_model(path) if path.endswith(".tflite") else ov.convert_model(path)
     source = "tflite" if path.endswith(".tflite") else "SavedModel"
-    return Upscaler(f"OpenVINO {ov.__version__} {hint} ({source})", scale, lambda x: compiled(x)[0])
+
+    def upscaler(hint: str) -> Upscaler:
+        compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint})
+        return Upscaler(f"OpenVINO {ov.__version__} {hint} ({source})", scale, lambda x: compiled(x)[0])
+
+    return [upscaler(hint) for hint in hints]

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 from common import generator_path, machine
-from openvino_peer import HINTS, available, openvino_upscaler  # bench/ is the script's folder
+from openvino_peer import HINTS, available, openvino_upscalers  # bench/ is the script's folder
 
 from srgan_tf.data import sample_dir
 from srgan_tf.images import load_image, save_image
@@ -84,7 +84,8 @@ def engine_rows(generator: str, tmp: str, runs: int, fidelity: str | None) -> li
         ("Keras bfloat16, fast graph (--precision=bfloat16)", load_upscaler(generator, 4, "bfloat16")),
         ("TFLite fp32, XNNPACK", load_upscaler(tflite["fp32"]["path"])),
         ("TFLite full int8, XNNPACK", load_upscaler(tflite["int8"]["path"])),
-        *((f"OpenVINO, exported SavedModel, {hint} hint", openvino_upscaler(saved, hint)) for hint in HINTS),
+        *zip((f"OpenVINO, exported SavedModel, {hint} hint" for hint in HINTS),
+             openvino_upscalers(saved, HINTS) or [None] * len(HINTS), strict=True),
     ]
     if not available():
         print("(no OpenVINO rows: openvino is not installed; `pip install openvino` to get them)")

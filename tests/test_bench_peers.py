@@ -24,12 +24,21 @@ def exported(tmp_path_factory):
     return root
 
 
-@pytest.mark.skipif(not openvino_peer.available(), reason="openvino is not installed (optional: pip install openvino)")
-@pytest.mark.parametrize(("hint", "atol"), [("f32", 1e-4), ("bf16", 0.05)])
-def test_openvino_runs_the_exported_savedmodel_as_keras_does(exported, hint, atol):
-    up = openvino_peer.openvino_upscaler(exported / "saved", hint)
+@pytest.fixture(scope="module")
+def openvino_runs(exported):
+    """{hint: OpenVINO's upscaler of the exported SavedModel} and Keras' output for the same input."""
+    if not openvino_peer.available():
+        pytest.skip("openvino is not installed (optional: pip install openvino)")
+    hints = ("f32", "bf16")
     x = np.random.default_rng(0).random((1, 12, 9, 3), dtype=np.float32)
     want = load_upscaler(str(exported / "g.keras")).predict_float(x)
+    return dict(zip(hints, openvino_peer.openvino_upscalers(exported / "saved", hints), strict=True)), x, want
+
+
+@pytest.mark.parametrize(("hint", "atol"), [("f32", 1e-4), ("bf16", 0.05)])
+def test_openvino_runs_the_exported_savedmodel_as_keras_does(openvino_runs, hint, atol):
+    upscalers, x, want = openvino_runs
+    up = upscalers[hint]
     got = up.predict_float(x)
     assert got.shape == want.shape == (1, 48, 36, 3)
     np.testing.assert_allclose(got, want, atol=atol)

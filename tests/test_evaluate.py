@@ -44,7 +44,8 @@ def tiny_set(tmp_path):
 
 @pytest.mark.parametrize(("set_name", "psnr", "ssim"), [("Set5", 28.42, 0.810), ("Set14", 26.00, 0.703)])
 def test_bicubic_reproduces_the_literature(shared_data, set_name, psnr, ssim):
-    result = evaluate(load_upscaler("bicubic"), shared_data / set_name)
+    # PSNR and SSIM alone: NIQE (the published figures have none) would double the time.
+    result = evaluate(load_upscaler("bicubic"), shared_data / set_name, metric_names=("psnr", "ssim"))
     assert result["lr_source"].startswith("LR_bicubic_x4")
     assert len(result["per_image"]) == len(list((shared_data / set_name / "HR").glob("*.png")))
     assert result["mean"]["psnr"] == pytest.approx(psnr, abs=0.02)

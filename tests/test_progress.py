@@ -5,9 +5,13 @@ import io
 import re
 import sys
 
+import pytest
 from conftest import tiny_config
 
 from srgan_tf import train
+
+# Each test is whole training runs (train.run), slow like the other such tests: about 30 s of the fast lane.
+pytestmark = pytest.mark.slow
 
 LINE = re.compile(r"^srresnet (\d+)/(\d+) - ")
 

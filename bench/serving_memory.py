@@ -237,9 +237,10 @@ def main(argv: list[str] | None = None) -> dict:
               "--request", str(request)]
         singles = args.singles.split(",")
         # Each signature alone in a fresh server process, then the sequence (one max-size request, then
-        # the concurrent ones) in another; --sequence: everything in one process, each step after the last.
-        runs = ([(singles, args.concurrent)] if args.sequence
-                else [([s], 0) for s in singles] + [(["serving_default"], args.concurrent)])
+        # the concurrent ones, unless --concurrent 0) in another; --sequence: everything in one process, each step
+        # after the last.
+        concurrent_run = [(["serving_default"], args.concurrent)] if args.concurrent else []
+        runs = [(singles, args.concurrent)] if args.sequence else [([s], 0) for s in singles] + concurrent_run
         children = []
         for sent, concurrent in runs:
             steps, lines, hwm = sampled(me + ["--child", "memory", "--concurrent", str(concurrent),

@@ -38,14 +38,17 @@ class FiniteUpdates:
         replicas = tf.distribute.get_replica_context().num_replicas_in_sync
         return self.inner.scale_loss(loss / replicas if replicas > 1 else loss)
 
-    def apply_gradients(self, grads_and_vars, loss: tf.Tensor) -> tf.Tensor:
-        """Applies the update if `loss` and the gradients are finite on every replica; returns whether it was
-        applied (a bool scalar, the same on every replica). Call in replica context, as Keras' train_step runs."""
+    def apply_gradients(self, grads_and_vars, loss: tf.Tensor, when: tf.Tensor | None = None) -> tf.Tensor:
+        """Applies the update if `loss` and the gradients are finite on every replica (and `when`, a bool scalar
+        agreed by the replicas, holds); returns whether it was applied (a bool scalar, the same on every
+        replica). Call in replica context, as Keras' train_step runs."""
         grads, variables = zip(*grads_and_vars, strict=True)
         before = tf.identity(self.inner.iterations)
         finite = tf.math.is_finite(tf.cast(loss, tf.float32))
         if not isinstance(self.inner, keras.optimizers.LossScaleOptimizer):
             finite = tf.reduce_all([finite] + [tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+        if when is not None:
+            finite = tf.logical_and(finite, when)
         # One replica's NaN poisons the summed gradients, so the replicas skip together: any one bad, all skip.
         bad = tf.cast(tf.logical_not(finite), tf.int32)
         replica = tf.distribute.get_replica_context()

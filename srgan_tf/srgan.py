@@ -75,13 +75,10 @@ class SRGAN(keras.Model):
         moving_statistics = Snapshot(self._moving_statistics())
         with tf.GradientTape() as g_tape:
             sr = self.generator(lr, training=True)
-        applied, stats = tf.constant(True), {}
-        if self.adversarial:
-            applied, stats = self._d_step(hr, sr)
-        g_applied, g_stats = self._g_step(g_tape, hr, sr, after=applied)
+        d_applied, stats = self._d_step(hr, sr) if self.adversarial else (tf.constant(True), {})
+        applied, g_stats = self._g_step(g_tape, hr, sr, after=d_applied)  # G's update only after D's
         if self.ema is not None:
-            self.ema.update(self.generator.trainable_variables, g_applied)
-        applied = tf.logical_and(applied, g_applied)
+            self.ema.update(self.generator.trainable_variables, applied)
         moving_statistics.restore_unless(applied)
         self._count(applied)
         return self._record(stats | g_stats, applied)
@@ -100,8 +97,9 @@ class SRGAN(keras.Model):
                          "d_fake": tf.reduce_mean(tf.sigmoid(fake_logits))}
 
     def _g_step(self, tape: tf.GradientTape, hr: tf.Tensor, sr: tf.Tensor, after: tf.Tensor) -> tuple[tf.Tensor, dict]:
-        """G's update on l_X + adversarial_weight * l_Gen (eq. 3), l_Gen from D once `after` (D's update) ran.
-        `tape` recorded G's forward pass to `sr` and records the loss on top of it."""
+        """G's update on l_X + adversarial_weight * l_Gen (eq. 3), l_Gen from D once `after` (D's update) ran;
+        applied only where `after` says D's update was, so that a refused step moves neither network. `tape`
+        recorded G's forward pass to `sr` and records the loss on top of it."""
         with tape:
             content = self.content_loss(hr, sr)
             g_loss, stats = content, {"content_loss": content}
@@ -113,7 +111,7 @@ class SRGAN(keras.Model):
             scaled = self.g_optimizer.scale_loss(g_loss)
         variables = self.generator.trainable_variables
         grads = tape.gradient(scaled, variables)
-        applied = self.g_optimizer.apply_gradients(zip(grads, variables, strict=True), g_loss)
+        applied = self.g_optimizer.apply_gradients(zip(grads, variables, strict=True), g_loss, when=after)
         # RGB PSNR of the training batch on the [-1, 1] range: a cheap progress signal, not the benchmark metric.
         psnr = tf.reduce_mean(tf.image.psnr(hr, tf.clip_by_value(sr, -1.0, 1.0), max_val=2.0))
         return applied, stats | {"g_loss": g_loss, "psnr": psnr}

@@ -42,6 +42,22 @@ def test_a_non_finite_update_is_not_applied(adversarial_weight, poisoned_input):
     assert int(model.g_optimizer.iterations) == 2 and int(model.bad_streak) == 0 and int(model.skipped_steps) == 1
 
 
+def test_a_refused_discriminator_update_refuses_the_generator_update_too():
+    """D's update can fail alone (here its loss-scaled gradients overflow, as mixed_float16's first steps do):
+    then G does not move either, so a step counted as skipped has moved nothing."""
+    keras.utils.set_random_seed(0)
+    model = SRGAN(build_generator(2, 16), build_discriminator(32), pixel_mse, 1e-3)
+    overflowing = keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam(1e-3), initial_scale=3e38)
+    model.compile(keras.optimizers.Adam(1e-3), overflowing)
+    before = [w.numpy().copy() for w in model.generator.weights + model.discriminator.weights]
+    model.train_on_batch(*make_batch())
+    after = [w.numpy() for w in model.generator.weights + model.discriminator.weights]
+    for b, a in zip(before, after, strict=True):
+        np.testing.assert_array_equal(b, a)
+    assert int(model.skipped_steps) == 1 and int(model.g_optimizer.iterations) == 0
+    assert float(overflowing.dynamic_scale) < 3e38  # D's optimizer did see the overflow
+
+
 def _poison(monkeypatch, bad):
     """Makes data.train_batches put a NaN into every HR batch whose number satisfies `bad(k)`."""
     real = data.train_batches

@@ -54,7 +54,8 @@ FLOAT_LIMIT_DIVISOR = 4
 # upscale_image's, per image, is max_pixels // IMAGE_LIMIT_DIVISOR: while the PNG is encoded, the request holds
 # its uint8 output and the PNG (as large again for an incompressible image) at once. At 2048x2048 a full-size
 # generator's request peaked at 1.67 GB (1.54 GB on an AVX2 machine after c032789, where serving_default's peaked
-# at 1.33 GB); at half the pixels it stays below serving_default's peak.
+# at 1.33 GB; 1.54-1.57 GB on an AVX-512 one, where no allocator setting helped without a cost: README, Serving);
+# at half the pixels it stays below serving_default's peak.
 IMAGE_LIMIT_DIVISOR = 2
 _WARMUP_SIDE = 16
 

@@ -17,6 +17,10 @@ which the kernel can drop and which vary by 0.1 GB between identical runs), and 
 (VmHWM). `--latency_side S` (0: skip) then times S x S serving_default requests against the same generator's
 whole-image graph in another child, the two interleaved, medians of `--latency_runs`, and checks that they agree
 within one gray level.
+
+The server processes run in the environment the Dockerfile gives TF Serving (`--server_env dockerfile`, the
+default: its LD_PRELOAD allocator, found here by file name, and MALLOC_CONF), or in this process's own
+(`--server_env inherit`), so that both can be measured.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -37,6 +42,10 @@ from pathlib import Path
 import numpy as np
 
 _SAMPLE_S = 0.02
+DOCKERFILE = Path(__file__).resolve().parents[1] / "Dockerfile"
+# The Dockerfile's ENV variables that set the server's memory allocator.
+ALLOCATOR_VARIABLES = ("LD_PRELOAD", "MALLOC_CONF")
+_LIBRARY_DIRS = ("/usr/local/lib", "/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib", "/lib")
 
 
 def _image(side_h: int, side_w: int, seed: int) -> np.ndarray:
@@ -49,6 +58,31 @@ def _image(side_h: int, side_w: int, seed: int) -> np.ndarray:
 
 def _side(pixels: int) -> int:
     return math.isqrt(pixels)
+
+
+def dockerfile_allocator(dockerfile: Path = DOCKERFILE) -> dict[str, str]:
+    """The allocator variables (ALLOCATOR_VARIABLES) of `dockerfile`'s ENV instructions, as written there."""
+    found = {}
+    for line in re.findall(r"^ENV (.+?)$", dockerfile.read_text().replace("\\\n", " "), re.M):
+        for word in line.split():
+            name, _, value = word.partition("=")
+            if name in ALLOCATOR_VARIABLES:
+                found[name] = value
+    return found
+
+
+def host_environment(variables: dict[str, str]) -> dict[str, str]:
+    """`variables` for a process on this machine: LD_PRELOAD's container path replaced by the library of that
+    file name here. Raises SystemExit naming the library when it is not installed."""
+    env = dict(variables)
+    if "LD_PRELOAD" in env:
+        name = Path(env["LD_PRELOAD"]).name
+        here = next((str(Path(d) / name) for d in _LIBRARY_DIRS if (Path(d) / name).is_file()), None)
+        if here is None:
+            raise SystemExit(f"{name}, the Dockerfile's LD_PRELOAD, is not installed here (Debian/Ubuntu: apt-get "
+                             "install libjemalloc2); or measure with --server_env inherit")
+        env["LD_PRELOAD"] = here
+    return env
 
 
 # ---------------------------------------------------------------- child: the requests themselves
@@ -156,10 +190,12 @@ def _status_kb(pid: int, key: str) -> int | None:
     return None
 
 
-def sampled(cmd: list[str]) -> tuple[list[tuple[str, int, int]], list[str], int]:
-    """Runs `cmd`, sampling its RSS; returns ([(step, peak RSS bytes, peak RssAnon bytes during it)], its other
-    output lines, VmHWM bytes). Steps are the child's `step NAME` lines."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+def sampled(cmd: list[str], env: dict[str, str]) -> tuple[list[tuple[str, int, int]], list[str], int]:
+    """Runs `cmd` with `env` added to this process's environment, sampling its RSS; returns ([(step, peak RSS
+    bytes, peak RssAnon bytes during it)], its other output lines, VmHWM bytes). Steps are the child's `step NAME`
+    lines."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env})
     steps, lines, lock, last = [["start", 0, 0]], [], threading.Lock(), [0, 0]
 
     def read():
@@ -213,6 +249,8 @@ def main(argv: list[str] | None = None) -> dict:
                    help="send everything to one server process (each step then holds what the earlier ones left)")
     p.add_argument("--latency_side", type=int, default=512, help="side of the latency request (0: skip)")
     p.add_argument("--latency_runs", type=int, default=3, help="timed calls of each graph")
+    p.add_argument("--server_env", choices=("dockerfile", "inherit"), default="dockerfile",
+                   help="the server processes' allocator: the Dockerfile's, or this process's environment as it is")
     p.add_argument("--json", default="", help="also write the results here")
     p.add_argument("--child", choices=("memory", "latency"), help=argparse.SUPPRESS)
     p.add_argument("--model_dir", help=argparse.SUPPRESS)
@@ -227,6 +265,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from common import generator_path, machine
 
+    server_env = host_environment(dockerfile_allocator()) if args.server_env == "dockerfile" else {}
     with tempfile.TemporaryDirectory() as tmp:
         generator = generator_path(args.generator, tmp)
         model_dir = export(generator, Path(tmp), args.max_pixels)
@@ -244,21 +283,22 @@ def main(argv: list[str] | None = None) -> dict:
         children = []
         for sent, concurrent in runs:
             steps, lines, hwm = sampled(me + ["--child", "memory", "--concurrent", str(concurrent),
-                                              "--singles", ",".join(sent)])
+                                              "--singles", ",".join(sent)], server_env)
             children.append({"steps": [{"step": s, "peak_rss_bytes": b, "peak_anon_bytes": a} for s, b, a in steps],
                              "vm_hwm_bytes": hwm,
                              "lines": lines})
         result = {"machine": machine(), "generator": args.generator or "build_generator() (random weights)",
-                  "max_pixels": args.max_pixels, "metadata": json.loads(
+                  "max_pixels": args.max_pixels, "server_env": server_env, "metadata": json.loads(
                       (model_dir / "assets.extra" / "srgan_tf.json").read_text()),
                   "one_process": args.sequence, "children": children,
                   "concurrent_equal_serial": "concurrent_equal_serial True" in children[-1]["lines"]}
         if args.latency_side:
             _, lines, _ = sampled(me + ["--child", "latency", "--latency_side", str(args.latency_side),
-                                        "--latency_runs", str(args.latency_runs)])
+                                        "--latency_runs", str(args.latency_runs)], server_env)
             result["latency"] = next(json.loads(x[8:]) for x in lines if x.startswith("latency "))
     print(result["machine"])
     print(f"tiling: {result['metadata']['tiling']}")
+    print("server environment: " + (" ".join(f"{k}={v}" for k, v in server_env.items()) or "inherited"))
     for child in result["children"]:
         print(f"  a server process (VmHWM {child['vm_hwm_bytes'] / 1e9:.2f} GB):")
         for s in child["steps"]:

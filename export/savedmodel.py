@@ -14,9 +14,9 @@ the activations of the whole image; the result equals the whole-image one within
 Requests run one at a time (`one_at_a_time`): concurrent ones wait, so the process holds one request's
 working memory however many arrive together.
 Requests above `max_pixels` input pixels (batch*h*w for `serving_default`; a quarter of it for
-`upscale_float`, whose float32 output takes 4 bytes per value instead of 1; half of it for each image of
-`upscale_image`, which holds its output twice while encoding it, checked from the file header before
-decoding where the format allows) and bytes that are not an image fail with InvalidArgument.
+`upscale_float`, whose float32 output takes 4 bytes per value instead of 1; h*w of each image for
+`upscale_image`, checked from the file header before decoding where the format allows) and bytes that are
+not an image fail with InvalidArgument.
 """
 
 from __future__ import annotations
@@ -51,12 +51,9 @@ IMAGE_BYTES = "image_bytes"
 DEFAULT_MAX_PIXELS = 2048 * 2048
 # upscale_float's limit is max_pixels // FLOAT_LIMIT_DIVISOR: its output, float32, is 4x the uint8 bytes.
 FLOAT_LIMIT_DIVISOR = 4
-# upscale_image's, per image, is max_pixels // IMAGE_LIMIT_DIVISOR: while the PNG is encoded, the request holds
-# its uint8 output and the PNG (as large again for an incompressible image) at once. At 2048x2048 a full-size
-# generator's request peaked at 1.67 GB (1.54 GB on an AVX2 machine after c032789, where serving_default's peaked
-# at 1.33 GB; 1.54-1.57 GB on an AVX-512 one, where no allocator setting helped without a cost: README, Serving);
-# at half the pixels it stays below serving_default's peak.
-IMAGE_LIMIT_DIVISOR = 2
+# upscale_image's, per image, is max_pixels itself. While the PNG is encoded the request holds its uint8 output
+# and the PNG (as large again for an incompressible image) at once: at 2048x2048 a full-size generator's request
+# peaks above 1.5 GB with glibc's malloc, below it with the Dockerfile's jemalloc (README, Serving).
 _WARMUP_SIDE = 16
 
 _PNG = b"\x89PNG\r\n\x1a\n"
@@ -163,11 +160,6 @@ def max_float_pixels(max_pixels: int) -> int:
     return max(1, max_pixels // FLOAT_LIMIT_DIVISOR)
 
 
-def max_image_pixels(max_pixels: int) -> int:
-    """upscale_image's pixel limit per image for an export whose serving_default accepts `max_pixels`."""
-    return max(1, max_pixels // IMAGE_LIMIT_DIVISOR)
-
-
 def _as_uint8(y: tf.Tensor) -> tf.Tensor:
     return to_uint8(to_unit_range(y))
 
@@ -201,7 +193,7 @@ def serving_functions(
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=IMAGE_BYTES)])
     def upscale_image(image_bytes):
         def one(data):
-            return tf.io.encode_png(tiled_uint8(_decode(data, max_image_pixels(max_pixels)))[0])
+            return tf.io.encode_png(tiled_uint8(_decode(data, max_pixels))[0])
 
         def each():  # map_fn stacks its results: a copy of every PNG, which a single image does without
             return tf.map_fn(one, image_bytes, parallel_iterations=1, fn_output_signature=tf.TensorSpec([], tf.string))
@@ -260,7 +252,7 @@ def export_savedmodel(
         extra.mkdir()
         write_warmup(extra / WARMUP_FILE, name, warmup_requests())
         info = {**metadata, "max_pixels": max_pixels, "max_float_pixels": max_float_pixels(max_pixels),
-                "max_image_pixels": max_image_pixels(max_pixels), "tiling": graph.form}
+                "max_image_pixels": max_pixels, "tiling": graph.form}
         (extra / SAVEDMODEL_METADATA_FILE).write_text(json.dumps(info, indent=2) + "\n")
         os.rename(tmp, target)
     finally:

@@ -25,7 +25,7 @@ from srgan_tf.export.__main__ import main
 from srgan_tf.export.gpu import gpu_compatibility
 from srgan_tf.export.pipeline import run_export
 from srgan_tf.export.report import format_table
-from srgan_tf.export.savedmodel import export_savedmodel, max_float_pixels, max_image_pixels, serving_functions
+from srgan_tf.export.savedmodel import export_savedmodel, max_float_pixels, serving_functions
 from srgan_tf.export.tflite import VARIANTS, check_tflite, convert, export_float_savedmodel, relu_form
 from srgan_tf.export.tiled import tiled_graph, whole_image
 from srgan_tf.export.warmup import WARMUP_FILE
@@ -257,17 +257,49 @@ def test_command_line_default_pixel_limit_is_the_exports():
 MEMORY_TARGET = 1.5e9
 
 
+def _serving_memory_bench():
+    spec = importlib.util.spec_from_file_location("serving_memory", REPO / "bench" / "serving_memory.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_bench_runs_servers_with_the_dockerfiles_allocator(tmp_path):
+    """The bench's server environment is read from the Dockerfile (jemalloc, preloaded where the Dockerfile's RUN
+    links it), so the two cannot drift; a missing library is named, not skipped over."""
+    bench = _serving_memory_bench()
+    text = (REPO / "Dockerfile").read_text()
+    env = bench.dockerfile_allocator()
+    assert Path(env["LD_PRELOAD"]).name == "libjemalloc.so.2" and "dirty_decay_ms" in env["MALLOC_CONF"]
+    run = text[text.index("RUN apt-get"):text.index("ENV LD_PRELOAD")]  # as root, before USER
+    assert "install -y --no-install-recommends libjemalloc2" in run and text.index(run) < text.index("USER 10001")
+    assert re.search(r"ln -s .* " + re.escape(env["LD_PRELOAD"]) + "$", run.strip())
+    docker = tmp_path / "Dockerfile"
+    docker.write_text("FROM x\nENV LD_PRELOAD=/nowhere/libnothing.so.9 \\\n    MALLOC_CONF=a:1\n")
+    assert bench.dockerfile_allocator(docker) == {"LD_PRELOAD": "/nowhere/libnothing.so.9", "MALLOC_CONF": "a:1"}
+    with pytest.raises(SystemExit, match="libnothing.so.9, the Dockerfile's LD_PRELOAD, is not installed"):
+        bench.host_environment(bench.dockerfile_allocator(docker))
+
+
 @pytest.mark.slow
 def test_max_size_requests_stay_within_the_memory_target(exported, tmp_path):
-    """bench/serving_memory.py (RSS sampled from another process) on a 1024x1024 limit: one max-size request
-    peaks below the target; two at once equal the serial result. The whole-image graph of this small generator needs
-    more than 1 GB for each 4096x4096x16 float map of the tail alone."""
+    """bench/serving_memory.py (RSS sampled from another process) on a 1024x1024 limit, in the Dockerfile's
+    server environment where jemalloc is installed (.ci/run installs it), else in the inherited one: one max-size
+    request peaks below the target; two at once equal the serial result. The whole-image graph of this small
+    generator needs more than 1 GB for each 4096x4096x16 float map of the tail alone."""
+    bench = _serving_memory_bench()
+    try:
+        bench.host_environment(bench.dockerfile_allocator())
+        server_env = "dockerfile"
+    except SystemExit:
+        server_env = "inherit"
     out = tmp_path / "memory.json"
     subprocess.run([sys.executable, str(REPO / "bench" / "serving_memory.py"), "--generator",
                     str(exported["root"] / "g.keras"), "--max_pixels", str(1024 * 1024), "--concurrent", "2",
-                    "--singles", "serving_default", "--latency_side", "0", "--json", str(out)],
-                   check=True, timeout=1200, stdout=subprocess.DEVNULL)
+                    "--singles", "serving_default", "--latency_side", "0", "--server_env", server_env,
+                    "--json", str(out)], check=True, timeout=1200, stdout=subprocess.DEVNULL)
     result = json.loads(out.read_text())
+    assert bool(result["server_env"]) == (server_env == "dockerfile")
     assert result["concurrent_equal_serial"] is True
     fresh, sequence = result["children"]  # the single request alone, then followed by the concurrent ones
     for child in result["children"]:
@@ -393,13 +425,13 @@ def test_request_at_the_pixel_limit_is_served(exported, loaded):
     assert out.shape == (1, 512, 512, 3)
     meta = artifact_metadata(exported["savedmodel"])
     assert meta["max_pixels"] == MAX_PIXELS and meta["max_float_pixels"] == max_float_pixels(MAX_PIXELS)
-    assert meta["max_image_pixels"] == max_image_pixels(MAX_PIXELS) == MAX_PIXELS // 2
+    assert meta["max_image_pixels"] == MAX_PIXELS
 
 
 @pytest.mark.slow
-def test_upscale_image_has_its_own_per_image_limit(loaded):
-    """Half of max_pixels per image (it holds the output and its PNG at once): served at it, refused above."""
-    limit = max_image_pixels(MAX_PIXELS)
+def test_upscale_image_limits_each_image_to_the_pixel_limit(loaded):
+    """max_pixels per image, as for serving_default: served at it, refused above."""
+    limit = MAX_PIXELS
     at = np.zeros((limit // 128, 128, 3), np.uint8)
     (png,) = loaded.signatures["upscale_image"](image_bytes=tf.constant([_png(at)]))["image_bytes"].numpy()
     assert tf.io.decode_png(png).shape == (4 * at.shape[0], 4 * 128, 3)

@@ -217,6 +217,24 @@ def test_in_graph_tiles_give_the_whole_image_result(exported, batch):
     assert np.abs(seams["serving_default"](tf.constant(x))["images"].numpy().astype(int) - got).max() > 1
 
 
+def test_a_small_request_runs_the_tail_on_its_larger_tiles(generator):
+    """A request of at most whole_pixels LR pixels in all (batch*h*w) runs the tail on small_tail_tile cores, a
+    larger one on tail_tile cores: with the tail's margin taken away, only tiled tails show seams."""
+    model = fast_generator(generator)
+    plan = dataclasses.replace(tiled_graph(model), whole_pixels=100, tail_margin=0)
+    assert plan.small_tail_tile > plan.tail_tile
+    x = np.random.default_rng(8).random((2, 9, 11, 3), dtype=np.float32)
+    want = np.clip(model(x).numpy() * 0.5 + 0.5, 0, 1)
+
+    def error(small_tail_tile, tail_tile, images):
+        fns = serving_functions(model, MAX_PIXELS, dataclasses.replace(plan, small_tail_tile=small_tail_tile,
+                                                                       tail_tile=tail_tile))
+        return np.abs(fns["upscale_float"](tf.constant(images))["images"].numpy() - want[:len(images)]).max()
+
+    assert error(11, 4, x[:1]) < 1e-5 < error(4, 11, x[:1])  # 99 pixels: the small request's tile
+    assert error(11, 4, x) > 1e-3 > error(4, 11, x)  # 198 pixels: the large request's tile
+
+
 def test_the_untiled_form_serves_the_whole_image_at_the_models_scale(generator):
     """whole_image (models whose receptive radius is unknown, and the comparison graph of
     bench/serving_memory.py) runs the model once per batch and agrees with the tiled signatures."""

@@ -14,9 +14,10 @@ the activations of the whole image; the result equals the whole-image one within
 Requests run one at a time (`one_at_a_time`): concurrent ones wait, so the process holds one request's
 working memory however many arrive together.
 Requests above `max_pixels` input pixels (batch*h*w for `serving_default`; a quarter of it for
-`upscale_float`, whose float32 output takes 4 bytes per value instead of 1; h*w of each image for
-`upscale_image`, checked from the file header before decoding where the format allows) and bytes that are
-not an image fail with InvalidArgument.
+`upscale_float`, whose float32 output takes 4 bytes per value instead of 1; the images' h*w, each and in all,
+for `upscale_image`, checked from the file headers before decoding where the format allows: a BMP's size is
+known only once decoded, and checked then image by image) and bytes that are not an image fail with
+InvalidArgument.
 """
 
 from __future__ import annotations
@@ -196,7 +197,16 @@ def serving_functions(
             return tf.io.encode_png(tiled_uint8(_decode(data, max_pixels))[0])
 
         def each():  # map_fn stacks its results: a copy of every PNG, which a single image does without
-            return tf.map_fn(one, image_bytes, parallel_iterations=1, fn_output_signature=tf.TensorSpec([], tf.string))
+            # The batch's pixels in all, from the headers, before any image is decoded (each image's own limit is
+            # checked as it is decoded).
+            pixels = tf.map_fn(_header_pixels, image_bytes, fn_output_signature=tf.int64)
+            within = tf.debugging.assert_less_equal(
+                tf.reduce_sum(pixels), tf.constant(max_pixels, tf.int64),
+                message=f"{UPSCALE_IMAGE}: the images have more than the {max_pixels}-pixel limit of this model in "
+                "all; send fewer or smaller images")
+            with tf.control_dependencies([within]):
+                return tf.map_fn(one, image_bytes, parallel_iterations=1,
+                                 fn_output_signature=tf.TensorSpec([], tf.string))
 
         return one_at_a_time(lambda: {IMAGE_BYTES: tf.cond(tf.size(image_bytes) == 1,
                                                            lambda: one(image_bytes[0])[None], each)})

@@ -459,6 +459,17 @@ def test_upscale_image_limits_each_image_to_the_pixel_limit(loaded):
 
 
 @pytest.mark.slow
+def test_upscale_image_limits_a_batch_to_the_pixel_limit_in_all(loaded):
+    """Two images of 0.6 of the limit each are served one by one and refused together."""
+    image = _png(np.zeros((MAX_PIXELS * 6 // 10 // 128, 128, 3), np.uint8))
+    (png,) = loaded.signatures["upscale_image"](image_bytes=tf.constant([image]))["image_bytes"].numpy()
+    assert png.startswith(b"\x89PNG")
+    limit = f"more than the {MAX_PIXELS}-pixel limit of this model in all"
+    with pytest.raises(tf.errors.InvalidArgumentError, match=limit):
+        loaded.signatures["upscale_image"](image_bytes=tf.constant([image, image]))
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", [(0, 4, 4, 3), (1, 0, 4, 3)])
 def test_empty_requests_are_refused(loaded, shape):
     with pytest.raises(tf.errors.InvalidArgumentError, match="at least 1"):

@@ -36,10 +36,10 @@ TRUNK_BUDGET_BYTES = 192 << 20
 TAIL_BUDGET_BYTES = 400 << 20
 # The tail's budget for a request of at most WHOLE_TRUNK_PIXELS LR pixels in all (batch*h*w): its output is small
 # (at most 50 MB as float32), so its tail tiles can be larger and fewer pixels are recomputed margin: 137-pixel
-# cores with the default generator (3 of 137 and one of 101 across 512) instead of 65. Measured with bench/serving_memory.py
-# on an AVX-512 EPYC (jemalloc), a 512x512 request took 1.003 of the whole-image graph's time, against 1.135 with
-# 65-pixel cores (1.082 with 117); it peaked at 1.34 GB, and 4 of them at once after one at 1.46 GB (1.22 and 1.37
-# with 117-pixel cores).
+# cores with the default generator (3 of 137 and one of 101 across 512) instead of 65. Measured with
+# bench/serving_memory.py on an AVX-512 EPYC (jemalloc), a 512x512 request took 1.003 of the whole-image graph's
+# time, against 1.135 with 65-pixel cores (1.082 with 117); it peaked at 1.34 GB, and 4 of them at once after one
+# at 1.46 GB (1.22 and 1.37 with 117-pixel cores).
 SMALL_TAIL_BUDGET_BYTES = 1600 << 20
 # An image of up to this many LR pixels runs the trunk in one window even where the budget would tile it: its
 # output is small, so one 512x512 window (about 0.36 GB with the default generator) costs no more than a

@@ -2,19 +2,19 @@
 
     python bench/serving_memory.py [--generator G.keras] [--max_pixels N] [--concurrent 4] [--json out.json]
 
-Exports the generator (default: a full-size one with random weights; memory and time do not depend on the
-weights), then starts server processes that load the SavedModel: one per signature, sent one max-size request
-(serving_default at max_pixels, upscale_float and upscale_image at their own lower limits; `--singles`
-picks them), then one sent a max-size serving_default request followed by `--concurrent` of the same image at once
-from threads, whose outputs must equal the serial one bit for bit. `--sequence` sends all of it to one process
-instead, each step after the last (a step's peak then includes what earlier steps left in TensorFlow's
-allocator pool). Outputs are read as the server holds them, without a copy (np.asarray shares the tensor's
-buffer, where EagerTensor.numpy() copies it; for upscale_image only the PNG's length is read); a server's
-response encoding adds its own copy of the output (0.2 GB for a 2048x2048 uint8 request). This process
-samples each child's RSS from /proc every 20 ms and reports the peak of each step, the peak of its anonymous
-part (RssAnon: the memory the server allocated; the rest of RSS is pages of TensorFlow's shared libraries,
-which the kernel can drop and which vary by 0.1 GB between identical runs), and the kernel's high-water mark
-(VmHWM). `--latency_side S` (0: skip) then times S x S serving_default requests against the same generator's
+Exports the generator (default: a full-size one with random weights; memory and time do not depend on the weights),
+then starts server processes that load the SavedModel: one per signature, sent one max-size request (serving_default
+and upscale_image at max_pixels, upscale_float at its own lower limit, and upscale_image_batch: 4 PNGs of a quarter
+of max_pixels each, the batch's limit in all; `--singles` picks them), then one sent a max-size serving_default
+request followed by `--concurrent` of the same image at once from threads, whose outputs must equal the serial one
+bit for bit. `--sequence` sends all of it to one process instead, each step after the last (a step's peak then
+includes what earlier steps left in TensorFlow's allocator pool). Outputs are read as the server holds them, without
+a copy (np.asarray shares the tensor's buffer, where EagerTensor.numpy() copies it; for upscale_image only the PNG's
+length is read); a server's response encoding adds its own copy of the output (0.2 GB for a 2048x2048 uint8
+request). This process samples each child's RSS from /proc every 20 ms and reports the peak of each step, the peak
+of its anonymous part (RssAnon: the memory the server allocated; the rest of RSS is pages of TensorFlow's shared
+libraries, which the kernel can drop and which vary by 0.1 GB between identical runs), and the kernel's high-water
+mark (VmHWM). `--latency_side S` (0: skip) then times S x S serving_default requests against the same generator's
 whole-image graph in another child, the two interleaved, medians of `--latency_runs`, and checks that they agree
 within one gray level.
 
@@ -128,6 +128,14 @@ def child_memory(model_dir: str, request: str, concurrent: int, singles: list[st
             out = sig["upscale_image"](image_bytes=tf.constant([png]))["image_bytes"]
             _say(f"png_bytes {int(tf.strings.length(out)[0])}")
             del png, out
+        elif name == "upscale_image_batch":
+            half = image_side // 2
+            _say(f"step upscale_image 4 x {half}x{half} PNG")
+            pngs = [tf.io.encode_png(image[i // 2 * half:(i // 2 + 1) * half, i % 2 * half:(i % 2 + 1) * half]).numpy()
+                    for i in range(4)]
+            out = sig["upscale_image"](image_bytes=tf.constant(pngs))["image_bytes"]
+            _say(f"png_bytes {int(tf.reduce_sum(tf.strings.length(out)))}")
+            del pngs, out
         else:
             raise SystemExit(f"unknown signature {name}")
     if not concurrent:
@@ -243,7 +251,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--generator", default="", help=".keras generator (default: full size, random weights)")
     p.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS, help="the export's pixel limit")
     p.add_argument("--concurrent", type=int, default=4, help="max-size requests sent at once")
-    p.add_argument("--singles", default="serving_default,upscale_float,upscale_image",
+    p.add_argument("--singles", default="serving_default,upscale_float,upscale_image,upscale_image_batch",
                    help="signatures sent one max-size request each before the concurrent ones")
     p.add_argument("--sequence", action="store_true",
                    help="send everything to one server process (each step then holds what the earlier ones left)")

@@ -299,7 +299,9 @@ def main(argv: list[str] | None = None) -> dict:
                   "max_pixels": args.max_pixels, "server_env": server_env, "metadata": json.loads(
                       (model_dir / "assets.extra" / "srgan_tf.json").read_text()),
                   "one_process": args.sequence, "children": children,
-                  "concurrent_equal_serial": "concurrent_equal_serial True" in children[-1]["lines"]}
+                  # None: no concurrent requests were sent (--concurrent 0).
+                  "concurrent_equal_serial": ("concurrent_equal_serial True" in children[-1]["lines"]
+                                              if args.concurrent else None)}
         if args.latency_side:
             _, lines, _ = sampled(me + ["--child", "latency", "--latency_side", str(args.latency_side),
                                         "--latency_runs", str(args.latency_runs)], server_env)
@@ -312,7 +314,8 @@ def main(argv: list[str] | None = None) -> dict:
         for s in child["steps"]:
             print(f"    {s['step']:<46} peak RSS {s['peak_rss_bytes'] / 1e9:6.2f} GB, anonymous "
                   f"{s['peak_anon_bytes'] / 1e9:5.2f} GB")
-    print(f"  concurrent results equal serial: {result['concurrent_equal_serial']}")
+    if args.concurrent:
+        print(f"  concurrent results equal serial: {result['concurrent_equal_serial']}")
     if "latency" in result:
         lat = result["latency"]
         print(f"latency {lat['side']}x{lat['side']} serving_default, median of {lat['runs']}: tiled "

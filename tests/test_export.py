@@ -303,8 +303,9 @@ def test_the_bench_runs_servers_with_the_dockerfiles_allocator(tmp_path):
 def test_max_size_requests_stay_within_the_memory_target(exported, tmp_path):
     """bench/serving_memory.py (RSS sampled from another process) on a 1024x1024 limit, in the Dockerfile's
     server environment where jemalloc is installed (.ci/run installs it), else in the inherited one: one max-size
-    request peaks below the target; two at once equal the serial result. The whole-image graph of this small
-    generator needs more than 1 GB for each 4096x4096x16 float map of the tail alone."""
+    request, and a batch of 4 PNGs at the limit in all to upscale_image, peak below the target; two at once equal
+    the serial result. The whole-image graph of this small generator needs more than 1 GB for each 4096x4096x16
+    float map of the tail alone."""
     bench = _serving_memory_bench()
     try:
         bench.host_environment(bench.dockerfile_allocator())
@@ -314,17 +315,22 @@ def test_max_size_requests_stay_within_the_memory_target(exported, tmp_path):
     out = tmp_path / "memory.json"
     subprocess.run([sys.executable, str(REPO / "bench" / "serving_memory.py"), "--generator",
                     str(exported["root"] / "g.keras"), "--max_pixels", str(1024 * 1024), "--concurrent", "2",
-                    "--singles", "serving_default", "--latency_side", "0", "--server_env", server_env,
+                    "--singles", "serving_default,upscale_image_batch", "--latency_side", "0",
+                    "--server_env", server_env,
                     "--json", str(out)], check=True, timeout=1200, stdout=subprocess.DEVNULL)
     result = json.loads(out.read_text())
     assert bool(result["server_env"]) == (server_env == "dockerfile")
     assert result["concurrent_equal_serial"] is True
-    fresh, sequence = result["children"]  # the single request alone, then followed by the concurrent ones
-    for child in result["children"]:
+    # Each single request alone, then the serving_default one followed by the concurrent ones.
+    fresh, batch, sequence = result["children"]
+    for child in (fresh, sequence):
         assert [s["step"] for s in child["steps"]][2:3] == ["serving_default 1024x1024"]
     assert [s["step"] for s in sequence["steps"]][3:] == ["2 concurrent serving_default 1024x1024", "done"]
-    step = {s["step"]: s for s in fresh["steps"]}["serving_default 1024x1024"]
-    assert 0 < step["peak_anon_bytes"] < step["peak_rss_bytes"] < MEMORY_TARGET
+    assert [s["step"] for s in batch["steps"]][2:] == ["upscale_image 4 x 512x512 PNG", "done"]
+    for child, name in ((fresh, "serving_default 1024x1024"), (batch, "upscale_image 4 x 512x512 PNG")):
+        step = {s["step"]: s for s in child["steps"]}[name]
+        assert 0 < step["peak_anon_bytes"] < step["peak_rss_bytes"] < MEMORY_TARGET
+        assert child["vm_hwm_bytes"] < MEMORY_TARGET
 
 
 @pytest.mark.slow

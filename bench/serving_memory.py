@@ -131,8 +131,7 @@ def child_memory(model_dir: str, request: str, concurrent: int, singles: list[st
         elif name == "upscale_image_batch":
             half = image_side // 2
             _say(f"step upscale_image 4 x {half}x{half} PNG")
-            pngs = [tf.io.encode_png(image[i // 2 * half:(i // 2 + 1) * half, i % 2 * half:(i % 2 + 1) * half]).numpy()
-                    for i in range(4)]
+            pngs = [tf.io.encode_png(image[y:y + half, x:x + half]).numpy() for y in (0, half) for x in (0, half)]
             out = sig["upscale_image"](image_bytes=tf.constant(pngs))["image_bytes"]
             _say(f"png_bytes {int(tf.reduce_sum(tf.strings.length(out)))}")
             del pngs, out
@@ -252,7 +251,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS, help="the export's pixel limit")
     p.add_argument("--concurrent", type=int, default=4, help="max-size requests sent at once")
     p.add_argument("--singles", default="serving_default,upscale_float,upscale_image,upscale_image_batch",
-                   help="signatures sent one max-size request each before the concurrent ones")
+                   help="the max-size requests sent before the concurrent ones: signature names, or "
+                        "upscale_image_batch (4 PNGs at the limit in all)")
     p.add_argument("--sequence", action="store_true",
                    help="send everything to one server process (each step then holds what the earlier ones left)")
     p.add_argument("--latency_side", type=int, default=512, help="side of the latency request (0: skip)")
